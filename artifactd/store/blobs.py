@@ -96,6 +96,14 @@ class BlobWriter:
             if remaining is not None:
                 remaining -= len(data)
 
+    def flush(self) -> None:
+        """Make the bytes written so far readable through ``tmp_path``."""
+        assert self._fh is not None, "writer is closed"
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            raise _disk_error(exc) from exc
+
     def hexdigests(self) -> dict[str, str]:
         out = {"sha256": self._sha.hexdigest()}
         if self._md5 is not None and self._b2 is not None:

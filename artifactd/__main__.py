@@ -1,0 +1,3 @@
+from artifactd.cli import main
+
+main()

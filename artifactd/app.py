@@ -1,0 +1,181 @@
+"""Composition root: one data directory → configuration, store, plugins, repositories.
+
+Both the server and the CLI build an :class:`App` over the same data directory;
+SQLite (WAL) and the per-repository serials keep them consistent.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from artifactd import auth
+from artifactd.config import Config, default_config, load_config, save_config
+from artifactd.errors import ConfigError, Forbidden, RepositoryNotFound, Unauthorized
+from artifactd.model import ANONYMOUS, Principal, isotime, utcnow
+from artifactd.plugins import Hooks, make_plugin_manager
+from artifactd.repositories.base import Repository
+from artifactd.store.blobs import BlobStore
+from artifactd.store.db import MetadataStore
+from artifactd.store.layout import Layout, default_data_dir
+
+log = logging.getLogger(__name__)
+
+RepoFactory = Callable[["App", Any], Repository]
+
+
+class App:
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        *,
+        create: bool = True,
+        plugins: Sequence[object] = (),
+        load_entrypoints: bool = True,
+    ) -> None:
+        self.layout = Layout(Path(data_dir) if data_dir else default_data_dir())
+        self.created = False
+        if not self.layout.config.exists():
+            if not create:
+                raise ConfigError(f"{self.layout.root} is not an artifactd data directory (run 'artifactd init')")
+            self.layout.ensure()
+            save_config(default_config(), self.layout.config)
+            self.created = True
+        self.layout.ensure()
+        self._config = load_config(self.layout.config)
+        self._config_mtime = self._mtime()
+        self._lock = threading.RLock()
+        self.blobs = BlobStore(self.layout)
+        self.db = MetadataStore(self.layout.database)
+        self.pm = make_plugin_manager(
+            self._disabled(self._config),
+            load_entrypoints=load_entrypoints,
+            plugins=plugins,
+        )
+        self.hooks = Hooks(self.pm)
+        self.kinds: dict[Any, RepoFactory] = self.hooks.register_repository_kinds()
+        self._repos: dict[str, Repository] = {}
+        self.hooks.configure(self._config)
+        if self.created:
+            self.bootstrap_admin()
+
+    @staticmethod
+    def _disabled(cfg: Config) -> tuple[str, ...]:
+        value = cfg.plugins.get("disable", ())
+        if isinstance(value, dict):
+            value = value.get("names", ())
+        return tuple(value)
+
+    # --- configuration ----------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def _mtime(self) -> int:
+        try:
+            return os.stat(self.layout.config).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the TOML when its mtime changed; keep the old config if the new one is invalid."""
+        m = self._mtime()
+        if m == self._config_mtime:
+            return False
+        with self._lock:
+            if m == self._config_mtime:
+                return False
+            self._config_mtime = m
+            try:
+                cfg = load_config(self.layout.config)
+            except ConfigError as exc:
+                log.error("configuration not reloaded, keeping the previous one: %s", exc)
+                return False
+            self.set_config(cfg, save=False)
+            log.info("configuration reloaded from %s", self.layout.config)
+            return True
+
+    def set_config(self, cfg: Config, *, save: bool = True) -> None:
+        cfg.validate()
+        with self._lock:
+            if save:
+                save_config(cfg, self.layout.config)
+                self._config_mtime = self._mtime()
+            self._config = cfg
+            self._repos = {}
+            self.hooks.configure(cfg)
+
+    # --- repositories -----------------------------------------------------------
+    def repository(self, name: str) -> Repository:
+        repo = self._repos.get(name)
+        if repo is not None:
+            return repo
+        with self._lock:
+            cfg = self._config.repo(name)
+            if cfg is None:
+                raise RepositoryNotFound(f"no repository named {name!r}")
+            factory = self.kinds.get((cfg.type, cfg.format))
+            if factory is None:
+                raise ConfigError(f"repository {name!r}: no plugin provides {cfg.type} {cfg.format} repositories")
+            repo = self._repos[name] = factory(self, cfg)
+            return repo
+
+    # --- credentials --------------------------------------------------------------
+    def bootstrap_admin(self) -> str | None:
+        """Create the ``admin`` user and a first token; write it to a 0600 file. Returns the token."""
+        if self.db.get_user("admin") is not None:
+            return None
+        now = isotime(utcnow())
+        self.db.add_user("admin", None, True, now)
+        token = auth.new_token()
+        self.db.add_token("admin", "initial admin token", auth.hash_token(token), ("admin",), (), now, None)
+        fd = os.open(self.layout.credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"# artifactd admin credential, created {now}\n")
+            fh.write("username = __token__\n")
+            fh.write(f"token = {token}\n")
+        self.new_admin_token = token
+        return token
+
+    def authenticate(self, header: str | None) -> Principal:
+        """The principal for an Authorization header; ANONYMOUS when there is none.
+
+        Raises Unauthorized for wrong, expired or revoked credentials.
+        """
+        parsed = auth.parse_authorization(header)
+        if parsed is None:
+            return ANONYMOUS
+        scheme, user, secret = parsed
+        if scheme == "bearer" or user == "__token__" or secret.startswith(auth.TOKEN_PREFIX):
+            found = self.db.token_by_hash(auth.hash_token(secret))
+            if found is None:
+                raise Unauthorized("invalid or non-existent authentication information")
+            info, is_admin = found
+            if info.revoked:
+                raise Unauthorized("this token has been revoked")
+            if info.expires and info.expires < isotime(utcnow()):
+                raise Unauthorized("this token has expired")
+            if scheme == "basic" and user not in ("__token__", info.user):
+                raise Unauthorized("invalid or non-existent authentication information")
+            return Principal(user=info.user, scopes=info.scopes, repos=info.repos, is_admin=is_admin and "admin" in info.scopes)
+        row = self.db.get_user(user)
+        if row is None or not auth.verify_password(secret, row[1]):
+            raise Unauthorized("invalid or non-existent authentication information")
+        return Principal(user=row[0], scopes=("admin",) if row[2] else ("write",), is_admin=row[2])
+
+    def require(self, principal: Principal, action: str, repo: str) -> None:
+        """Raise Unauthorized (no credentials) or Forbidden (not allowed) unless permitted."""
+        if action == "read":
+            cfg = self._config.repo(repo)
+            anon = cfg.anonymous_read if cfg and cfg.anonymous_read is not None else self._config.server.anonymous_read
+            if anon:
+                return
+        if principal.anonymous:
+            raise Unauthorized("authentication required")
+        if not principal.can(action, repo):
+            raise Forbidden(f"{principal.user!r} may not {action} in repository {repo!r}")
+
+    def close(self) -> None:
+        self.db.close()

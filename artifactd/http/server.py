@@ -1,0 +1,201 @@
+"""The HTTP server: stdlib ThreadingHTTPServer, bounded concurrency, graceful stop."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from artifactd.app import App
+from artifactd.http.handler import Handler
+
+log = logging.getLogger(__name__)
+
+
+class PageCache:
+    """Rendered index pages keyed by (repo, page, media), valid while the repository state holds."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._data: OrderedDict[tuple[str, ...], tuple[str, bytes, str]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...], state: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None or hit[0] != state:
+                return None
+            self._data.move_to_end(key)
+            return hit[1], hit[2]
+
+    def put(self, key: tuple[str, ...], state: str, body: bytes, etag: str) -> None:
+        with self._lock:
+            self._data[key] = (state, body, etag)
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class DownloadRecorder:
+    """Counts downloads in memory and writes them in one transaction every few seconds.
+
+    Recording must not cost a synchronous SQLite commit on every file served.
+    """
+
+    def __init__(self, app: App, interval: float = 2.0) -> None:
+        self.app = app
+        self.interval = interval
+        self._pending: dict[int, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="artifactd-downloads", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def record(self, artifact_id: int, when: str) -> None:
+        with self._lock:
+            n, _ = self._pending.get(artifact_id, (0, when))
+            self._pending[artifact_id] = (n + 1, when)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if pending:
+            try:
+                self.app.db.record_downloads(pending)
+            except Exception:
+                log.exception("could not record %d downloads", len(pending))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.flush()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, int], int] = {}
+        self.bytes_sent = 0
+        self.started = time.time()
+
+    def count(self, method: str, status: int, sent: int = 0) -> None:
+        with self._lock:
+            key = (method, status)
+            self.requests[key] = self.requests.get(key, 0) + 1
+            self.bytes_sent += sent
+
+    def render(self, extra: dict[str, float]) -> str:
+        lines = [
+            "# HELP artifactd_http_requests_total HTTP requests by method and status.",
+            "# TYPE artifactd_http_requests_total counter",
+        ]
+        with self._lock:
+            for (m, s), n in sorted(self.requests.items()):
+                lines.append(f'artifactd_http_requests_total{{method="{m}",status="{s}"}} {n}')
+            lines += [
+                "# HELP artifactd_http_response_bytes_total Bytes sent in response bodies.",
+                "# TYPE artifactd_http_response_bytes_total counter",
+                f"artifactd_http_response_bytes_total {self.bytes_sent}",
+            ]
+        lines += [
+            "# HELP artifactd_uptime_seconds Seconds since the server started.",
+            "# TYPE artifactd_uptime_seconds gauge",
+            f"artifactd_uptime_seconds {time.time() - self.started:.3f}",
+        ]
+        for k, v in sorted(extra.items()):
+            lines += [f"# TYPE {k} gauge", f"{k} {v}"]
+        return "\n".join(lines) + "\n"
+
+
+class ArtifactServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, app: App, address: tuple[str, int], *, max_connections: int | None = None,
+                 timeout: float | None = None) -> None:
+        self.app = app
+        cfg = app.config.server
+        self.pages = PageCache()
+        self.downloads = DownloadRecorder(app)
+        self.metrics = Metrics()
+        self.slots = threading.BoundedSemaphore(max_connections or cfg.max_connections)
+        self.request_timeout = timeout if timeout is not None else cfg.request_timeout
+        self._last_reload_check = 0.0
+        super().__init__(address, Handler)
+
+    def maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._last_reload_check < 1.0:
+            return
+        self._last_reload_check = now
+        if self.app.reload_if_changed():
+            self.pages.clear()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Bound concurrent handler threads; past the bound, answer 503 at once.
+        if not self.slots.acquire(timeout=5.0):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\n"
+                                b"Connection: close\r\nRetry-After: 1\r\n\r\nserver is too busy\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.downloads.start()
+        self.app.hooks.startup(self.app)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.downloads.stop()
+        self.app.hooks.shutdown(self.app)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        if ":" in str(host):
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+
+def make_server(app: App, host: str | None = None, port: int | None = None, **kwargs: Any) -> ArtifactServer:
+    cfg = app.config.server
+    server = ArtifactServer(app, (host or cfg.host, cfg.port if port is None else port), **kwargs)
+    return server
+
+
+def serve_in_thread(app: App, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> tuple[ArtifactServer, threading.Thread]:
+    server = make_server(app, host, port, **kwargs)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    t.start()
+    return server, t
+
+
+

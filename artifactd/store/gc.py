@@ -1,0 +1,112 @@
+"""Integrity check (fsck) and garbage collection of unreferenced blobs.
+
+GC is mark-and-sweep with a grace period: a blob is removed only when it is not
+referenced by any row, older than the grace period (so an upload that has linked
+its blob but not yet written its row keeps it), and still unreferenced when
+re-checked just before deletion. ``tmp/`` leftovers older than the grace period go too.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from artifactd.app import App
+
+DEFAULT_GRACE = 24 * 3600.0
+
+
+@dataclass
+class FsckReport:
+    checked: int = 0
+    bytes_checked: int = 0
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    corrupt: list[dict[str, Any]] = field(default_factory=list)
+    orphans: list[dict[str, Any]] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.missing or self.corrupt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked, "bytes_checked": self.bytes_checked, "missing": self.missing,
+            "corrupt": self.corrupt, "orphans": self.orphans, "temp_files": self.temp_files,
+            "ok": not self.damaged,
+        }
+
+
+def fsck(app: "App", *, rehash: bool = True) -> FsckReport:
+    report = FsckReport()
+    referenced: dict[str, list[str]] = {}
+    for art in app.db.artifacts():
+        referenced.setdefault(art.sha256, []).append(f"{art.repo}:{art.path}")
+        if art.metadata_sha256:
+            referenced.setdefault(art.metadata_sha256, []).append(f"{art.repo}:{art.path}.metadata")
+    for sha, users in sorted(referenced.items()):
+        report.checked += 1
+        path = app.blobs.path(sha)
+        if not path.is_file():
+            report.missing.append({"sha256": sha, "used_by": users})
+            continue
+        report.bytes_checked += path.stat().st_size
+        if rehash:
+            got = app.blobs.rehash(sha)
+            if got != sha:
+                report.corrupt.append({"sha256": sha, "actual": got, "used_by": users})
+    for sha, path in app.blobs.iter_digests():
+        if sha not in referenced:
+            st = path.stat()
+            report.orphans.append({"sha256": sha, "size": st.st_size, "age_seconds": int(time.time() - st.st_mtime)})
+    if app.layout.tmp.is_dir():
+        report.temp_files = sorted(p.name for p in app.layout.tmp.iterdir())
+    return report
+
+
+@dataclass
+class GcReport:
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    kept_young: int = 0
+    bytes_freed: int = 0
+    temp_removed: int = 0
+    applied: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applied": self.applied, "removed": self.removed, "bytes_freed": self.bytes_freed,
+                "kept_within_grace": self.kept_young, "temp_files_removed": self.temp_removed}
+
+
+def gc(app: "App", *, apply: bool = False, grace: float = DEFAULT_GRACE) -> GcReport:
+    report = GcReport(applied=apply)
+    now = time.time()
+    referenced = app.db.referenced_digests()
+    for sha, path in list(app.blobs.iter_digests()):
+        if sha in referenced:
+            continue
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if now - st.st_mtime < grace:
+            report.kept_young += 1
+            continue
+        if apply:
+            if app.db.is_referenced(sha):  # re-check under the current state
+                continue
+            report.bytes_freed += app.blobs.delete(sha)
+        else:
+            report.bytes_freed += st.st_size
+        report.removed.append({"sha256": sha, "size": st.st_size})
+    if app.layout.tmp.is_dir():
+        for p in app.layout.tmp.iterdir():
+            try:
+                if now - p.stat().st_mtime >= grace:
+                    if apply:
+                        os.unlink(p)
+                    report.temp_removed += 1
+            except FileNotFoundError:
+                continue
+    return report
