@@ -46,6 +46,8 @@ _NORMALIZE_RE = re.compile(r"[-_.]+")
 # version with epoch "!" and local "+", build tag, compatibility tags).
 _FILENAME_CHARS_RE = re.compile(r"[A-Za-z0-9._+!-]+", re.ASCII)
 _DRIVE_RE = re.compile(r"[A-Za-z]:")
+_WHEEL_TAG_RE = re.compile(r"[A-Za-z0-9_.]+", re.ASCII)  # PEP 425 tag sets (compressed with ".")
+_WHEEL_BUILD_RE = re.compile(r"[0-9][A-Za-z0-9_]*", re.ASCII)  # PEP 427: starts with a digit
 
 WHEEL_SUFFIX = ".whl"
 SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -178,6 +180,11 @@ def _parse_wheel(filename: str) -> DistFilename:
         )
     name = validate_project_name(parts[0])
     _parse_version(parts[1])
+    build, tags = parts[2:-3], parts[-3:]
+    if any(_WHEEL_BUILD_RE.fullmatch(b) is None for b in build) or any(
+        _WHEEL_TAG_RE.fullmatch(t) is None for t in tags
+    ):
+        raise BadRequest(f"invalid wheel filename {safe_repr(filename)}: malformed build or compatibility tag")
     try:
         _, version, _, _ = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:

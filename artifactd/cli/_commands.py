@@ -1,0 +1,2 @@
+"""Imports every topic module so its commands attach to the ``cli`` group."""
+from __future__ import annotations
