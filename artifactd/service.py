@@ -67,12 +67,13 @@ def max_upload(app: "App", repo: str) -> int:
 
 def dist_key(dist: DistFilename) -> str:
     """Two files with the same key are the same distribution (``1.0`` vs ``1.0.0``)."""
-    from packaging.utils import parse_wheel_filename
+    from packaging.utils import canonicalize_version, parse_wheel_filename
 
+    version = canonicalize_version(dist.version, strip_trailing_zero=True)
     if dist.kind == "sdist":
-        return f"sdist:{dist.normalized}:{dist.version}"
+        return f"sdist:{dist.normalized}:{version}"
     _, _, build, tags = parse_wheel_filename(dist.filename)
-    return f"wheel:{dist.normalized}:{dist.version}:{build}:{'.'.join(sorted(str(t) for t in tags))}"
+    return f"wheel:{dist.normalized}:{version}:{build}:{'.'.join(sorted(str(t) for t in tags))}"
 
 
 # --- PyPI upload ------------------------------------------------------------------

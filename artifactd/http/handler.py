@@ -145,6 +145,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _guard(self, fn: Callable[[], None]) -> None:
         self._body_consumed = False
+        self.__dict__.pop("_principal", None)  # one connection carries many requests
         try:
             self.server.maybe_reload()
             fn()
@@ -457,9 +458,9 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
             return "unsatisfiable"
         return max(0, size - n), size - 1
     start = int(a)
+    if start >= size:
+        return "unsatisfiable"
     end = int(b) if b else size - 1
     if end < start:
         return None
-    if start >= size:
-        return "unsatisfiable"
     return start, min(end, size - 1)

@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, BinaryIO, TypeVar
+from typing import IO, Any, BinaryIO, TypeVar
 
 from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
 from packaging.metadata import parse_email
@@ -108,7 +108,7 @@ class CoreMetadata:
     """The fields of a distribution's core metadata that artifactd uses.
 
     ``raw`` is the exact METADATA / PKG-INFO bytes (served as ``<file>.metadata``,
-    R14). ``version`` is the string as written and is PEP 440-valid;
+    R14). ``version`` is the string as written (whitespace stripped) and PEP 440-valid;
     ``license_expression`` is SPDX-canonical when packaging can canonicalize it.
     ``project_urls`` entries are ``"label, url"`` as in the metadata.
     ``license_files`` is empty when Metadata-Version is below 2.4.
@@ -293,7 +293,7 @@ def _member_problem(name: str) -> str | None:
         return "has an empty member name"
     if "\x00" in name:
         return "has a member name containing NUL"
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[0].isalpha() and name[1] == ":"):
         return f"has an absolute member path {safe_repr(name)}"
     if ".." in name.replace("\\", "/").split("/"):
         return f"has a member path containing '..': {safe_repr(name)}"
@@ -327,7 +327,7 @@ def _check_size(size: int, limit: int, label: str) -> None:
         raise InvalidDistribution(f"{label} is {size} bytes, over the {limit}-byte limit")
 
 
-def _read_bounded(stream: BinaryIO, limit: int, label: str) -> bytes:
+def _read_bounded(stream: IO[bytes], limit: int, label: str) -> bytes:
     """Read at most ``limit`` bytes; one byte more means the member is too big."""
     buf = bytearray()
     while len(buf) <= limit:
@@ -455,7 +455,9 @@ def _wheel_metadata_member(zf: zipfile.ZipFile, dist: DistFilename) -> zipfile.Z
     if not found:
         raise InvalidDistribution(f"wheel contains no {safe_repr(wanted)}")
     if len(found) > 1:
-        raise InvalidDistribution(f"wheel contains {len(found)} {safe_repr(wanted)} entries; exactly one is allowed")
+        raise InvalidDistribution(
+            f"wheel contains {len(found)} {safe_repr(wanted)} entries; exactly one is allowed"
+        )
     return found[0]
 
 
@@ -545,6 +547,7 @@ def _tar_sdist_metadata(fh: BinaryIO) -> bytes:
         fh.seek(0)
         with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
             reader = _BudgetReader(gz, MAX_SCAN_BYTES, MAX_TAR_READ)
+            # tarfile's stub wants write()/close() too; reading only needs read/seek/tell.
             with tarfile.open(fileobj=reader, mode="r:") as tf:  # type: ignore[call-overload]
                 return _scan_tar(tf, what)
 
