@@ -109,6 +109,7 @@ class Proc:
         self.url = ""
 
     def start(self, port: int = 0) -> "Proc":
+        offset = self.log.stat().st_size if self.log.exists() else 0
         fh = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "artifactd", "--data-dir", str(self.data_dir), "serve", "--port", str(port)],
@@ -116,7 +117,7 @@ class Proc:
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
+            text = self.log.read_bytes()[offset:].decode(errors="replace")
             for line in text.splitlines()[::-1]:
                 if " on http://" in line and "serving" in line:
                     self.url = line.rsplit(" on ", 1)[1].strip()
