@@ -20,16 +20,13 @@ from artifactd import auth
 from artifactd.config import RepoConfig, make_repo, validate_repo_name
 from artifactd.errors import (
     BadRequest,
-    ConfigError,
     Conflict,
     Forbidden,
     Gone,
-    InvalidDistribution,
     NotFound,
-    PayloadTooLarge,
     RepositoryNotFound,
 )
-from artifactd.formats.pypi.metadata import CoreMetadata, extract_metadata
+from artifactd.formats.pypi.metadata import extract_metadata
 from artifactd.formats.pypi.names import DistFilename, parse_filename
 from artifactd.model import Artifact, Principal, SYSTEM, TokenInfo, isotime, utcnow
 from artifactd.store.blobs import BlobWriter
@@ -77,9 +74,6 @@ def dist_key(dist: DistFilename) -> str:
 
 
 # --- PyPI upload ------------------------------------------------------------------
-
-_LEGACY_FIELDS_MATCH = ("name", "version")
-
 
 def check_form(form_fields: Mapping[str, list[str]], dist: DistFilename) -> None:
     """STANDARDS R29/R30: the form's name/version/filetype/pyversion agree with the filename."""
@@ -321,8 +315,3 @@ def create_token(app: "App", user: str, name: str, scopes: tuple[str, ...] = ("w
     return token, info
 
 
-__all__ = [
-    "UploadResult", "commit_pypi_upload", "upload_file", "receive_legacy_upload", "yank", "NoOp",
-    "create_repository", "delete_repository", "describe_repository", "create_token", "ConfigError",
-    "InvalidDistribution", "PayloadTooLarge", "CoreMetadata",
-]

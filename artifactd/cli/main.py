@@ -176,7 +176,12 @@ def repo_list(c: Ctx, as_json: bool) -> None:
 def repo_show(c: Ctx, name: str, as_json: bool) -> None:
     """Show a repository's definition, size and (proxies) upstream health."""
     info = service.describe_repository(c.app(), name)
-    emit(info, as_json, lambda d: [click.echo(f"{k}: {v}") for k, v in d.items()])
+
+    def human(d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            click.echo(f"{k}: {v}")
+
+    emit(info, as_json, human)
 
 
 @repo.command("create")

@@ -67,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- plumbing ---------------------------------------------------------------------
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout
+        self.timeout = self.server.request_timeout  # type: ignore[misc]  # per-server socket timeout
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -357,7 +357,7 @@ class Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         if rng and _if_range_ok(self.headers.get("If-Range"), etag, last_modified):
             parsed = _parse_range(rng, f.size)
-            if parsed == "unsatisfiable":
+            if isinstance(parsed, str):
                 err = RangeNotSatisfiable(f"range {rng!r} not satisfiable for {f.size} bytes")
                 err.length = f.size  # type: ignore[attr-defined]
                 raise err
@@ -408,7 +408,7 @@ class Handler(BaseHTTPRequestHandler):
         principal = self.require("write", name)
         self._body_consumed = True  # the upload reader owns the body from here on
         try:
-            result = service.receive_legacy_upload(self.server.app, name, self.rfile, self.headers, principal,
+            result = service.receive_legacy_upload(self.server.app, name, self.rfile, self.headers, principal,  # type: ignore[arg-type]
                                                    address=self.client_address[0])
         except service.NoOp:
             return self.respond(200, b"OK\n")

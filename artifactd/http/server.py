@@ -179,8 +179,8 @@ class ArtifactServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        if ":" in str(host):
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
 
