@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from artifactd_plugins.osv import AdvisoryDB
 
 SHARED_OSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "osv-pypa"

@@ -149,7 +149,7 @@ def _alias_key(text: str) -> str:
     punctuation other than ``.`` and ``+`` -> spaces, collapsed, leading "the " dropped."""
     key = text.casefold().replace("licence", "license")
     key = re.sub(r"[^0-9a-z.+]+", " ", key).strip(" .")
-    return key[4:] if key.startswith("the ") else key
+    return key.removeprefix("the ")
 
 
 _RAW_LEGACY_ALIASES: Final[dict[str, str | None]] = {
@@ -578,7 +578,7 @@ class _Parser:
         return LicenseTerm(license_id, plus, exception)
 
 
-def _combine(kind: type[LicenseAnd] | type[LicenseOr], terms: list[LicenseNode]) -> LicenseNode:
+def _combine(kind: type[LicenseAnd | LicenseOr], terms: list[LicenseNode]) -> LicenseNode:
     if len(terms) == 1:
         return terms[0]
     flat: list[LicenseNode] = []
@@ -666,7 +666,9 @@ def _policy_key(entry: str) -> str:
         raise LicenseExpressionError(f"not a valid SPDX license id: {entry!r}")
     node = parse_license_expression(canonical)
     if not isinstance(node, LicenseTerm):
-        raise LicenseExpressionError(f"allow/deny entries must be one license (optionally WITH an exception): {entry!r}")
+        raise LicenseExpressionError(
+            f"allow/deny entries must be one license (optionally WITH an exception): {entry!r}"
+        )
     return _term_keys(node)[0]
 
 
@@ -757,7 +759,10 @@ class LicensePolicy:
         except (InvalidLicenseExpression, LicenseExpressionError) as exc:
             decision = _UNKNOWN_DECISION[self.unknown]
             return LicenseVerdict(
-                decision, None, f"invalid license expression {expression.strip()!r} ({exc}; unknown: {self.unknown})", None
+                decision,
+                None,
+                f"invalid license expression {expression.strip()!r} ({exc}; unknown: {self.unknown})",
+                None,
             )
         outcome = self._walk(tree)
         chosen = None if outcome.chosen is None else str(outcome.chosen)

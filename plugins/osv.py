@@ -43,10 +43,9 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-try:  # libyaml is ~10x faster than the pure-Python parser (RELIABILITY.md §4: 13 s vs 1 s).
-    from yaml import CSafeLoader as _YamlBaseLoader
-except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _YamlBaseLoader  # type: ignore[assignment]
+#: libyaml's loader when PyYAML was built with it: ~10x faster than the pure-Python parser
+#: (RELIABILITY.md §4: 13 s vs 1 s for the PyPA snapshot).
+_YamlBaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 __all__ = [
     "SEVERITIES",
@@ -81,7 +80,7 @@ _EVALUATED_RANGE_TYPES: Final[frozenset[str]] = frozenset({"ECOSYSTEM", "SEMVER"
 _EVENT_KINDS: Final[tuple[EventKind, ...]] = ("introduced", "fixed", "last_affected", "limit")
 
 #: Bump when the cached index layout or the normalisation rules change.
-_CACHE_FORMAT: Final[int] = 1
+_CACHE_FORMAT: Final[int] = 2
 
 _DB_SEVERITY_NAMES: Final[dict[str, Severity]] = {
     "critical": "critical",
@@ -96,7 +95,7 @@ _DB_SEVERITY_NAMES: Final[dict[str, Severity]] = {
 # YAML loading
 
 
-class _OsvYamlLoader(_YamlBaseLoader):  # type: ignore[misc,valid-type]
+class _OsvYamlLoader(_YamlBaseLoader):  # type: ignore[misc]  # PyYAML has no type hints
     """Safe YAML loader that keeps numbers and timestamps as the exact strings written.
 
     The stock resolvers would turn ``fixed: 1.10`` into the float ``1.1`` and an unquoted
@@ -487,12 +486,14 @@ def _normalize_entry(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     raw_versions = entry.get("versions") or []
     if not isinstance(raw_versions, list):
         raise _RecordError("affected[].versions is not a list")
-    versions = [_text(v).strip() for v in raw_versions if v is not None]
+    versions = (_text(v).strip().replace("\r", " ").replace("\n", " ") for v in raw_versions if v is not None)
     return {
         "name": name.strip(),
         "package": canonicalize_name(name.strip()),
         "ranges": ranges,
-        "versions": versions,
+        # One "\n"-joined string, not a list: the cached index then loads ~40% faster
+        # (hundreds of thousands fewer objects). Split when the advisory is first used.
+        "versions": "\n".join(v for v in versions if v),
     }
 
 
@@ -571,7 +572,7 @@ def _normalize_record(raw: object) -> dict[str, Any] | None:
 def _parse_document(name: str, data: bytes) -> object:
     if name.lower().endswith(".json"):
         return json.loads(data)
-    return yaml.load(data, Loader=_OsvYamlLoader)  # noqa: S506 - safe loader subclass
+    return yaml.load(data, Loader=_OsvYamlLoader)
 
 
 class _Collector:
@@ -621,18 +622,33 @@ class _Collector:
 # Sources and fingerprints
 
 
-def _iter_source_files(directory: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Advisory files under ``directory`` in sorted order; hidden files and folders skipped."""
-    for root, dirnames, filenames in os.walk(directory):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            if filename.startswith(".") or not filename.lower().endswith(SOURCE_SUFFIXES):
+def _iter_source_files(directory: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """``(path, stat)`` of advisory files under ``directory``, depth-first in name order.
+
+    Hidden files and folders (``.git``, ``.github``, ``.id-allocator``) are skipped; symlinked
+    folders are not followed (like :func:`os.walk`). Plain strings and :func:`os.scandir` keep
+    the fingerprint of a 2,700-file tree near 10 ms.
+    """
+    pending = [os.fspath(directory)]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):  # removed while walking
+            continue
+        subfolders: list[str] = []
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            path = Path(root, filename)
-            try:
-                yield path, path.stat()
-            except FileNotFoundError:  # removed while walking
-                continue
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(entry.path)
+            elif entry.name.lower().endswith(SOURCE_SUFFIXES):
+                try:
+                    yield entry.path, entry.stat()
+                except FileNotFoundError:
+                    continue
+        pending.extend(reversed(subfolders))
 
 
 def source_fingerprint(source: Path) -> str:
@@ -655,13 +671,14 @@ def source_fingerprint(source: Path) -> str:
 
 def _read_directory(directory: Path, collector: _Collector) -> None:
     for path, _stat in _iter_source_files(directory):
-        origin = str(path.relative_to(directory))
+        origin = Path(os.path.relpath(path, directory)).as_posix()
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except OSError as exc:
             collector.errors.append((origin, f"cannot read: {exc}"))
             continue
-        collector.add_document(path.name, data, origin)
+        collector.add_document(os.path.basename(path), data, origin)
 
 
 def _read_zip(archive: Path, collector: _Collector) -> None:
@@ -731,7 +748,7 @@ def _finding_sort_key(finding: Finding) -> tuple[bool, int, str]:
 class _CompiledRange:
     """An ECOSYSTEM/SEMVER range pre-parsed for repeated evaluation."""
 
-    __slots__ = ("starts_affected", "events", "unknown_effects", "limits", "limit_unknown", "has_limit")
+    __slots__ = ("events", "has_limit", "limit_unknown", "limits", "starts_affected", "unknown_effects")
 
     def __init__(self, rng: Range) -> None:
         kinds = [event.kind for event in rng.events]
@@ -774,15 +791,10 @@ class _CompiledRange:
         """OSV ``IncludedInRanges`` for one range: True, False, or None (undecidable)."""
         affected = self.starts_affected
         for bound, kind in self.events:
-            if kind == "introduced":
-                if version >= bound:
-                    affected = True
-            elif kind == "fixed":
-                if version >= bound:
-                    affected = False
-            elif kind == "last_affected":
-                if version > bound:
-                    affected = False
+            if kind == "introduced" and version >= bound:
+                affected = True
+            elif (kind == "fixed" and version >= bound) or (kind == "last_affected" and version > bound):
+                affected = False
         # An unparsable event may sit anywhere in the sorted walk; it can only change the
         # outcome to its own effect (introduced -> affected, fixed/last_affected -> not).
         result: bool | None = None if any(e != affected for e in self.unknown_effects) else affected
@@ -794,7 +806,7 @@ class _CompiledRange:
 
 
 class _CompiledEntry:
-    __slots__ = ("ranges", "fixed", "strings", "versions")
+    __slots__ = ("fixed", "ranges", "strings", "versions")
 
     def __init__(self, entry: Affected) -> None:
         evaluated = [rng for rng in entry.ranges if rng.type in _EVALUATED_RANGE_TYPES]
@@ -845,7 +857,7 @@ def _advisory_from_record(record: Mapping[str, Any]) -> Advisory:
                     Range(rng["type"], tuple(Event(kind, value) for kind, value in rng["events"]))
                     for rng in entry["ranges"]
                 ),
-                versions=tuple(entry["versions"]),
+                versions=tuple(entry["versions"].split("\n")) if entry["versions"] else (),
             )
             for entry in record["affected"]
         ),
@@ -888,7 +900,7 @@ class AdvisoryDB:
         """Internal: use :meth:`load` or :meth:`from_records`."""
         self.source = source
         self.fingerprint = fingerprint
-        self.loaded_at = _dt.datetime.now(_dt.timezone.utc)
+        self.loaded_at = _dt.datetime.now(_dt.UTC)
         self.built_at = built_at
         self.from_cache = from_cache
         self.count = len(records)
@@ -946,7 +958,7 @@ class AdvisoryDB:
             _read_directory(source, collector)
         else:
             _read_zip(source, collector)
-        built_at = _dt.datetime.now(_dt.timezone.utc)
+        built_at = _dt.datetime.now(_dt.UTC)
         index = collector.index()
         if cache_file is not None:
             _write_cache(
@@ -989,7 +1001,7 @@ class AdvisoryDB:
             index=collector.index(),
             withdrawn=collector.withdrawn,
             errors=collector.errors,
-            built_at=_dt.datetime.now(_dt.timezone.utc),
+            built_at=_dt.datetime.now(_dt.UTC),
             from_cache=False,
         )
 

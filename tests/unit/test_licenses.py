@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from packaging.licenses import canonicalize_license_expression
-
 from artifactd_plugins.licenses import (
     CLASSIFIER_TO_SPDX,
     LEGACY_LICENSE_ALIASES,
@@ -20,6 +18,7 @@ from artifactd_plugins.licenses import (
     license_expression_from,
     parse_license_expression,
 )
+from packaging.licenses import canonicalize_license_expression
 
 MIT = "License :: OSI Approved :: MIT License"
 APACHE = "License :: OSI Approved :: Apache Software License"
@@ -179,7 +178,19 @@ def test_same_operator_groups_are_flattened() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "MIT OR", "(MIT", "MIT)", "AND MIT", "MIT Apache-2.0", "(MIT OR Zlib) WITH x", "MIT WITH", "MIT WITH (x)", "M!T", "()"],
+    [
+        "",
+        "MIT OR",
+        "(MIT",
+        "MIT)",
+        "AND MIT",
+        "MIT Apache-2.0",
+        "(MIT OR Zlib) WITH x",
+        "MIT WITH",
+        "MIT WITH (x)",
+        "M!T",
+        "()",
+    ],
 )
 def test_syntax_errors(text: str) -> None:
     with pytest.raises(LicenseExpressionError):
@@ -240,7 +251,7 @@ def test_legacy_license_field(legacy: str | None, expected: str | None) -> None:
 def test_legacy_license_field_holding_a_license_text() -> None:
     mit_text = "MIT License\n\nCopyright (c) 2024 ACME\n\nPermission is hereby granted, free of charge, ..."
     assert legacy_license_to_spdx(mit_text) == "MIT"
-    apache_text = "                                 Apache License\n                           Version 2.0, January 2004\n"
+    apache_text = " " * 33 + "Apache License\n" + " " * 27 + "Version 2.0, January 2004\n"
     assert legacy_license_to_spdx(apache_text) is None  # first line names no version
     assert legacy_license_to_spdx("Copyright (c) 2024 ACME\n\nPermission is hereby granted") is None
     assert legacy_license_to_spdx("x" * 300) is None
@@ -271,7 +282,8 @@ def test_tables_hold_canonical_spdx_ids() -> None:
 
 
 def test_classifier_fallback_then_policy() -> None:
-    expression, source = license_expression_from(None, "UNKNOWN", [APACHE, "License :: OSI Approved :: GNU General Public License v3 (GPLv3)"])
+    gpl3 = "License :: OSI Approved :: GNU General Public License v3 (GPLv3)"
+    expression, source = license_expression_from(None, "UNKNOWN", [APACHE, gpl3])
     assert (expression, source) == ("Apache-2.0 OR GPL-3.0-only", "classifiers")
     verdict = evaluate(expression, allow=["Apache-2.0", "MIT"], deny=["GPL-3.0-only"])
     assert (verdict.decision, verdict.chosen) == ("allow", "Apache-2.0")

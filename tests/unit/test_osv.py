@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from artifactd_plugins import osv
 from artifactd_plugins.osv import AdvisoryDB, Finding, cvss3_base_score, merge_findings
 
@@ -355,11 +354,15 @@ def test_cvss3_base_score(vector: str, score: float | None) -> None:
     assert cvss3_base_score(vector) == score
 
 
+CRITICAL_V3 = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+CVSS_V4 = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"
+
+
 def test_severity_sources() -> None:
     db = db_of(
         record("GHSA-mod", versions=["1"], database_specific={"severity": "MODERATE"}),
-        record("PYSEC-crit", versions=["1"], severity=[{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]),
-        record("PYSEC-v4", versions=["1"], severity=[{"type": "CVSS_V4", "score": "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"}]),
+        record("PYSEC-crit", versions=["1"], severity=[{"type": "CVSS_V3", "score": CRITICAL_V3}]),
+        record("PYSEC-v4", versions=["1"], severity=[{"type": "CVSS_V4", "score": CVSS_V4}]),
         record("PYSEC-none", versions=["1"]),
     )
     severities = {f.id: (f.severity, f.advisory.score) for f in db.match("demo", "1")}
@@ -372,7 +375,7 @@ def test_severity_sources() -> None:
 
 
 def test_malicious_first_then_severity_then_id() -> None:
-    critical = [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
+    critical = [{"type": "CVSS_V3", "score": CRITICAL_V3}]
     db = db_of(
         record("PYSEC-b-low", versions=["1"], database_specific={"severity": "LOW"}),
         record("PYSEC-a-unknown", versions=["1"]),
@@ -381,13 +384,23 @@ def test_malicious_first_then_severity_then_id() -> None:
         record("GHSA-z-low", versions=["1"], database_specific={"severity": "LOW"}),
     )
     findings = db.match("demo", "1")
-    assert [f.id for f in findings] == ["MAL-2024-1", "PYSEC-c-critical", "GHSA-z-low", "PYSEC-b-low", "PYSEC-a-unknown"]
+    assert [f.id for f in findings] == [
+        "MAL-2024-1",
+        "PYSEC-c-critical",
+        "GHSA-z-low",
+        "PYSEC-b-low",
+        "PYSEC-a-unknown",
+    ]
     assert findings[0].malicious and not findings[1].malicious
 
 
 def test_alias_merge_across_databases() -> None:
     db = db_of(
-        record("PYSEC-2020-1", ranges=[ecosystem(("introduced", "0"), ("fixed", "1.5"))], aliases=["CVE-2020-1", "GHSA-aaaa"]),
+        record(
+            "PYSEC-2020-1",
+            ranges=[ecosystem(("introduced", "0"), ("fixed", "1.5"))],
+            aliases=["CVE-2020-1", "GHSA-aaaa"],
+        ),
         record(
             "GHSA-aaaa",
             ranges=[ecosystem(("introduced", "0"), ("fixed", "1.4"))],
@@ -635,7 +648,12 @@ def test_pypa_requests(pypa_db: AdvisoryDB, version: str, expected: set[str]) ->
 def test_pypa_snapshot_facts(pypa_db: AdvisoryDB) -> None:
     assert (pypa_db.count, pypa_db.withdrawn, pypa_db.errors) == (2651, 10, ())
     fixed = {f.id: f.fixed_in for f in pypa_db.match("requests", "2.2.1")}
-    assert fixed == {"PYSEC-2014-13": "2.3.0", "PYSEC-2014-14": "2.3.0", "PYSEC-2015-17": "2.6.0", "PYSEC-2018-28": "2.20.0"}
+    assert fixed == {
+        "PYSEC-2014-13": "2.3.0",
+        "PYSEC-2014-14": "2.3.0",
+        "PYSEC-2015-17": "2.6.0",
+        "PYSEC-2018-28": "2.20.0",
+    }
     assert status_of(pypa_db, "2.2", "jw-util") == {"PYSEC-2020-341": "affected"}
     assert status_of(pypa_db, "1.11.0", "py") == {"PYSEC-2022-42969": "affected"}  # last_affected
     assert status_of(pypa_db, "1.11.1", "py") == {}
