@@ -165,6 +165,7 @@ class ArtifactServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            self.app.db.release_thread()
             self.slots.release()
 
     def server_activate(self) -> None:

@@ -153,6 +153,22 @@ class MetadataStore:
             con = self._local.con = self._connect()
         return con
 
+    def release_thread(self) -> None:
+        """Close this thread's connection (server threads end with their TCP connection)."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            return
+        self._local.con = None
+        with self._lock:
+            try:
+                self._all.remove(con)
+            except ValueError:
+                pass
+        try:
+            con.close()
+        except sqlite3.Error:
+            pass
+
     def close(self) -> None:
         with self._lock:
             for con in self._all:
