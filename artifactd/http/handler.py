@@ -619,9 +619,9 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
             return "unsatisfiable"
         return max(0, size - n), size - 1
     start = int(a)
+    if start >= size:  # checked first: "bytes=<size>-" is unsatisfiable, not ignorable (R23)
+        return "unsatisfiable"
     end = int(b) if b else size - 1
     if end < start:
         return None
-    if start >= size:
-        return "unsatisfiable"
     return start, min(end, size - 1)
