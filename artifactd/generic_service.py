@@ -162,7 +162,7 @@ def upload_local(app: "App", repo: str, file: Path, path: str | None = None, *,
 # --- read -------------------------------------------------------------------------------
 
 def lookup(app: "App", repo: str, path: str) -> Artifact | None:
-    r = app.repository(repo)
+    r: Any = app.repository(repo)
     if not hasattr(r, "lookup"):
         return app.db.get_artifact(repo, path)
     result: Artifact | None = r.lookup(path)
@@ -181,7 +181,7 @@ def get_artifact(app: "App", repo: str, path: str) -> Artifact:
 def folder_listing(app: "App", repo: str, path: str) -> dict[str, Any] | None:
     """``{"repo", "path", "children"}`` when ``path`` is a folder ('' is the root), else None."""
     prefix = path if path == "" or path.endswith("/") else path + "/"
-    r = app.repository(repo)
+    r: Any = app.repository(repo)
     if not hasattr(r, "under"):
         raise BadRequest(f"repository {repo!r} is not a generic repository")
     if prefix and not r.is_folder(prefix):
@@ -285,12 +285,12 @@ def search(app: "App", *, repos: Sequence[str] | None = None, props: Sequence[tu
     ``repos`` may name groups (searched through their members); ``readable`` filters
     repositories the caller may not read.
     """
+    leaves: list[str] | None = None
     if repos:
-        leaves: list[str] | None = []
+        found: list[str] = []
         for r in repos:
-            leaves.extend(x for x in leaf_repos(app, r) if x not in leaves)  # type: ignore[union-attr]
-    else:
-        leaves = None
+            found.extend(x for x in leaf_repos(app, r) if x not in found)
+        leaves = found
     if readable is not None:
         allowed = [r for r in (leaves if leaves is not None else list(app.config.repositories)) if readable(r)]
         leaves = allowed

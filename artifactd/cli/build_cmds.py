@@ -88,8 +88,11 @@ def build_show(c: Ctx, name: str, number: str, as_json: bool) -> None:
 def build_list(c: Ctx, name: str | None, as_json: bool) -> None:
     """List build records."""
     rows = build_service.list_builds(c.app(), name)
-    emit(rows, as_json, lambda rows: [click.echo(f"{r['name']}/{r['number']}  {r['status']}  {r['created']}")
-                                      for r in rows])
+    def human(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            click.echo(f"{r['name']}/{r['number']}  {r['status']}  {r['created']}")
+
+    emit(rows, as_json, human)
 
 
 @build.command("scan")

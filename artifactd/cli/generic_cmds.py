@@ -46,7 +46,11 @@ def props() -> None:
 def props_get(c: Ctx, repo_name: str, path: str, as_json: bool) -> None:
     """Show a file's properties."""
     p = generic_service.get_properties(c.app(), repo_name, path)
-    emit(p, as_json, lambda d: [click.echo(f"{k}={','.join(v)}") for k, v in sorted(d.items())])
+    def human(d: dict[str, list[str]]) -> None:
+        for k, v in sorted(d.items()):
+            click.echo(f"{k}={','.join(v)}")
+
+    emit(p, as_json, human)
 
 
 @props.command("set")
@@ -123,7 +127,11 @@ def download(c: Ctx, repo_name: str, props_: tuple[str, ...], build: str | None,
     paths = [a.path for a in arts]
     by_repo = all_matches and len(set(paths)) != len(paths)
     got = generic_service.download_to(app, arts, outdir, by_repo=by_repo)
-    emit(got, as_json, lambda rows: [click.echo(f"{r['file']}  sha256={r['sha256']}  verified") for r in rows])
+    def human(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            click.echo(f"{r['file']}  sha256={r['sha256']}  verified")
+
+    emit(got, as_json, human)
 
 
 # --- promote -------------------------------------------------------------------------------------

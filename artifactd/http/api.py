@@ -217,7 +217,7 @@ def create_repository(req: Request) -> tuple[int, Any]:
     if not isinstance(name, str) or not isinstance(rtype, str) or not isinstance(fmt, str):
         raise BadRequest("name, type and format must be strings")
     members = tuple(b.get("members") or ())
-    extra = {}
+    extra: dict[str, Any] = {}
     if "allow_overwrite" in b:
         extra["allow_overwrite"] = bool(b["allow_overwrite"])
     service.create_repository(req.app, name, rtype, fmt, members=members, url=b.get("url"), **extra)

@@ -84,7 +84,7 @@ class GroupGeneric(_NoSimpleIndex):
 
     def lookup(self, path: str) -> Artifact | None:
         for m in self.members():
-            art = m.lookup(path)
+            art: Artifact | None = m.lookup(path)
             if art is not None:
                 return art
         return None
