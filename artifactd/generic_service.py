@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 
 #: Client checksum headers → the digest they declare.
 CHECKSUM_HEADERS = {"X-Checksum-Sha256": "sha256", "X-Checksum-Sha1": "sha1", "X-Checksum-Md5": "md5"}
+
+
+class Readable(Protocol):
+    """A request body or an open file: ``read(n)`` returns at most n bytes, b"" at the end."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def max_upload(app: "App", repo: str) -> int:
 
 # --- upload -------------------------------------------------------------------------
 
-def receive_file(app: "App", repo: str, path: str, src: BinaryIO, length: int, *,
+def receive_file(app: "App", repo: str, path: str, src: Readable, length: int, *,
                  properties: Properties | None = None, checksums: Mapping[str, str] | None = None,
                  principal: Principal = SYSTEM, address: str | None = None) -> PutResult:
     """Stream ``length`` bytes from ``src`` into ``repo`` at ``path`` with ``properties``.

@@ -442,7 +442,7 @@ class Handler(BaseHTTPRequestHandler):
         cfg = self.server.app.config.server
         if cfg.base_url:
             return cfg.base_url.rstrip("/")
-        host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
+        host = self.headers.get("Host") or self.server.url.removeprefix("http://")
         return "http://" + _BAD_HEADER_CHARS.sub("", host)
 
     def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
@@ -528,7 +528,7 @@ class Handler(BaseHTTPRequestHandler):
             return api.dispatch(self, _segments(self.path)[2:])
         name, path, props = self._generic_target()
         app = self.server.app
-        repo = app.repository(name)
+        repo: Any = app.repository(name)
         if repo.config.format != "generic":
             raise MethodNotAllowed(f"repository {name!r} takes uploads by POST (legacy upload API), not PUT")
         repo.writable()
@@ -554,8 +554,9 @@ class Handler(BaseHTTPRequestHandler):
             result = generic_service.receive_file(app, name, path, self.rfile, length, properties=props,
                                                   checksums=checksums, principal=principal,
                                                   address=self.client_address[0])
-        except (EOFError, OSError):
+        except (EOFError, ConnectionError, TimeoutError):
             # The client went away mid-body: nothing was stored, the temporary file is gone.
+            # (Disk errors are not caught here: ENOSPC is 507, anything else a logged 500.)
             self.close_connection = True
             return
         except ArtifactdError:
@@ -572,7 +573,7 @@ class Handler(BaseHTTPRequestHandler):
             return api.dispatch(self, segs[2:])
         name, path, _ = self._generic_target()
         app = self.server.app
-        repo = app.repository(name)
+        repo: Any = app.repository(name)
         if repo.config.format != "generic":
             raise MethodNotAllowed(f"DELETE is not supported in {repo.config.format} repository {name!r}")
         repo.writable()
