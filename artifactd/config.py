@@ -89,6 +89,12 @@ class RepoConfig:
     max_upload_size: int | None = None
     username: str | None = None
     password: str | None = None
+    allow_overwrite: bool | None = None  # generic hosted: PUT over a path with new bytes (None: allowed)
+
+    @property
+    def overwrite_allowed(self) -> bool:
+        """Generic repositories replace a path's file on PUT unless ``allow-overwrite = false``."""
+        return self.format == "generic" and self.allow_overwrite is not False
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "format": self.format}
@@ -111,6 +117,8 @@ class RepoConfig:
             out["username"] = self.username
         if self.password is not None:
             out["password"] = self.password
+        if self.allow_overwrite is not None:
+            out["allow-overwrite"] = self.allow_overwrite
         return out
 
 
@@ -220,6 +228,7 @@ _REPO_KEYS = {
     "max-upload-size": ("max_upload_size", "size"),
     "username": ("username", str),
     "password": ("password", str),
+    "allow-overwrite": ("allow_overwrite", bool),
 }
 _TOP_KEYS = {"server", "repositories", "plugins", "cleanup", "watch"}
 

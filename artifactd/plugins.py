@@ -29,6 +29,7 @@ ESSENTIAL = ("pypi",)
 #: Built-ins, registered like third-party plugins but importable without an installed distribution.
 BUILTINS: dict[str, str] = {
     "pypi": "artifactd.formats.pypi.plugin",
+    "generic": "artifactd.formats.generic.plugin",
 }
 
 
@@ -164,6 +165,9 @@ class Hooks:
 
     def check_promotion(self, source: str, target: str, artifact: "Artifact") -> GateResult:
         return self._gate("artifactd_check_promotion", source=source, target=target, artifact=artifact)
+
+    def check_dependency(self, name: str, version: str) -> GateResult:
+        return self._gate("artifactd_check_dependency", name=name, version=version)
 
     # providers
     def license_of(self, artifact: "Artifact", metadata: dict[str, Any]) -> str | None:

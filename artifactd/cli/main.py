@@ -123,6 +123,8 @@ def serve(c: Ctx, host: str | None, port: int | None) -> None:
     for name, cfg in app.config.repositories.items():
         if cfg.format == "pypi":
             click.echo(f"  {name:<20} {cfg.type:<7} {base}/repository/{name}/simple/", err=True)
+        else:
+            click.echo(f"  {name:<20} {cfg.type:<7} {base}/repository/{name}/  ({cfg.format})", err=True)
     sys.stderr.flush()
 
     def stop(signum: int, frame: Any) -> None:
@@ -222,19 +224,40 @@ def repo_delete(c: Ctx, name: str, force: bool) -> None:
 @cli.command()
 @click.argument("repo_name", metavar="REPO")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--path", "target", default=None, metavar="P",
+              help="Generic: the path to store at (a folder when it ends in '/'); default the file name.")
+@click.option("--prop", "props", multiple=True, metavar="KEY=VALUE", help="Generic: a property; repeat.")
 @json_option
 @pass_ctx
-def upload(c: Ctx, repo_name: str, files: tuple[Path, ...], as_json: bool) -> None:
-    """Import local wheels/sdists into a hosted repository."""
+def upload(c: Ctx, repo_name: str, files: tuple[Path, ...], target: str | None, props: tuple[str, ...],
+           as_json: bool) -> None:
+    """Import local wheels/sdists (PyPI) or any files (generic, with --path/--prop) into a hosted repository."""
+    from artifactd import generic_service
+    from artifactd.cli.generic_cmds import local_principal
+    from artifactd.formats.generic.paths import parse_assignments
+
     app = c.app()
+    cfg = app.config.repo(repo_name)
+    generic = cfg is not None and cfg.format == "generic"
+    if not generic and (target or props):
+        raise click.UsageError("--path and --prop apply to generic repositories")
+    if generic and target and len(files) > 1 and not target.endswith("/"):
+        raise click.UsageError("with several files, --path must be a folder ending in '/'")
+    properties = parse_assignments(props)
     results = []
     failed = False
     for f in files:
         try:
-            r = service.upload_file(app, repo_name, f)
-            results.append({"file": str(f), "sha256": r.artifact.sha256, "created": r.created})
+            if generic:
+                g = generic_service.upload_local(app, repo_name, f, target, properties=properties,
+                                                 principal=local_principal())
+                r = service.UploadResult(g.artifact, g.created)
+            else:
+                r = service.upload_file(app, repo_name, f)
+            results.append({"file": str(f), "path": r.artifact.path, "sha256": r.artifact.sha256, "created": r.created})
             if not as_json:
-                click.echo(f"{'stored' if r.created else 'unchanged'}: {f.name} sha256={r.artifact.sha256}")
+                click.echo(f"{'stored' if r.created else 'unchanged'}: {f.name} -> {repo_name}:{r.artifact.path} "
+                           f"sha256={r.artifact.sha256}")
         except ArtifactdError as exc:
             failed = True
             results.append({"file": str(f), "error": exc.message})

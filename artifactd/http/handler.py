@@ -14,17 +14,20 @@ from urllib.parse import quote, unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from artifactd import __version__, service
+from artifactd import __version__, generic_service, service
 from artifactd.errors import (
     ArtifactdError,
     BadRequest,
+    LengthRequired,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RangeNotSatisfiable,
     RepositoryNotFound,
 )
+from artifactd.formats.generic.paths import join_segments, parse_matrix, split_matrix
 from artifactd.formats.pypi import simple
+from artifactd.http import api
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 
 if TYPE_CHECKING:
@@ -173,10 +176,10 @@ class Handler(BaseHTTPRequestHandler):
         self._guard(self._post)
 
     def do_PUT(self) -> None:
-        self._guard(lambda: self._unsupported("PUT"))
+        self._guard(self._put)
 
     def do_DELETE(self) -> None:
-        self._guard(lambda: self._unsupported("DELETE"))
+        self._guard(self._delete)
 
     def _unsupported(self, method: str) -> None:
         raise MethodNotAllowed(f"{method} is not supported here")
@@ -207,6 +210,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- GET/HEAD routing ----------------------------------------------------------------
     def _get(self) -> None:
         segs = _segments(self.path)
+        if segs[:2] == ["api", "v1"]:
+            return api.dispatch(self, segs[2:])
         if segs[:1] == ["-"]:
             return self._internal(segs[1:])
         if segs == [""]:
@@ -222,6 +227,8 @@ class Handler(BaseHTTPRequestHandler):
         sub = rest[1:]
         if not sub:
             return self._redirect(f"/repository/{quote(name)}/")
+        if repo.config.format == "generic":
+            return self._generic_get(name)
         if sub[0] == "simple":
             if len(sub) == 1:
                 return self._redirect(f"/repository/{quote(name)}/simple/")
@@ -392,6 +399,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- POST: uploads ---------------------------------------------------------------------
     def _post(self) -> None:
         segs = _segments(self.path)
+        if segs[:2] == ["api", "v1"]:
+            return api.dispatch(self, segs[2:])
         if segs[:1] != ["repository"] or len(segs) < 2:
             raise NotFound("not found")
         name = segs[1]
@@ -419,6 +428,160 @@ class Handler(BaseHTTPRequestHandler):
         art = result.artifact
         msg = "OK: stored" if result.created else "OK: already stored (same content)"
         self.respond(200, f"{msg} {art.filename} sha256={art.sha256}\n".encode())
+
+
+    # --- generic repositories: PUT/GET/HEAD/DELETE /repository/<repo>/<path>[;k=v...] ------------
+    def _generic_target(self) -> tuple[str, str, dict[str, list[str]]]:
+        """(repo, relative path, matrix properties) of a ``/repository/<repo>/<path>`` request."""
+        raw, matrix = split_matrix(urlsplit(self.path).path)
+        segs = _segments(raw)
+        if segs[:1] != ["repository"] or len(segs) < 2 or not segs[1]:
+            raise NotFound("not found")
+        return segs[1], join_segments(segs[2:]), parse_matrix(matrix)
+
+    def base_url(self) -> str:
+        cfg = self.server.app.config.server
+        if cfg.base_url:
+            return cfg.base_url.rstrip("/")
+        host = self.headers.get("Host") or self.server.url.removeprefix("http://")
+        return "http://" + _BAD_HEADER_CHARS.sub("", host)
+
+    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(obj, indent=1, default=str).encode()
+        self.respond(status, body, "application/json", {"Cache-Control": "no-store", **(headers or {})})
+
+    def _generic_get(self, name: str) -> None:
+        app = self.server.app
+        _, path, filters = self._generic_target()
+        art = None
+        if path and not path.endswith("/"):
+            art = generic_service.lookup(app, name, path)
+        if art is None:
+            listing = generic_service.folder_listing(app, name, path)
+            if listing is None:
+                raise NotFound(f"{path} not found in {name}")
+            return self._json(200, listing)
+        if filters:
+            props = app.db.properties(art.id)
+            if not all(set(v) <= set(props.get(k, [])) for k, v in filters.items()):
+                raise NotFound(f"{path} in {name} does not have the requested properties")
+        self._send_generic(art, name)
+
+    def _send_generic(self, art: Any, repo: str) -> None:
+        """Serve a generic file: like ``_send_file`` (HEAD, single ranges, sendfile), but revalidated.
+
+        A generic path may be overwritten, so its responses are not immutable.
+        """
+        from artifactd.repositories.hosted import stored
+
+        f = stored(self.server.app, art.sha256, art.size)
+        etag = f'"{f.sha256}"'
+        last_modified = email.utils.formatdate(f.mtime, usegmt=True)
+        headers = {"ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes",
+                   "Cache-Control": REVALIDATE, "X-Checksum-Sha256": f.sha256}
+        if _etag_matches(self.headers.get("If-None-Match"), etag):
+            self.send_response(304)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.server.metrics.count(self.command, 304)
+            return
+        start, end, status = 0, f.size - 1, 200
+        rng = self.headers.get("Range")
+        if rng and _if_range_ok(self.headers.get("If-Range"), etag, last_modified):
+            parsed = _parse_range(rng, f.size)
+            if parsed == "unsatisfiable":
+                err = RangeNotSatisfiable(f"range {rng!r} not satisfiable for {f.size} bytes")
+                err.length = f.size  # type: ignore[attr-defined]
+                raise err
+            if isinstance(parsed, tuple):
+                start, end = parsed
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
+        length = max(0, end - start + 1)
+        try:
+            fh = open(f.path, "rb")
+        except FileNotFoundError:
+            raise NotFound("file is missing from the store") from None
+        with fh:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command == "HEAD" or length == 0:
+                self.server.metrics.count(self.command, status)
+                return
+            self.wfile.flush()
+            sent = self.connection.sendfile(fh, start, length)
+            if sent != length:
+                self.close_connection = True
+        self.server.metrics.count(self.command, status, length)
+        if status == 200:
+            self.server.downloads.record(art.id, isotime(utcnow()))
+            self.server.app.hooks.after_download(repo, art, True)
+
+    def _put(self) -> None:
+        segs = _segments(split_matrix(urlsplit(self.path).path)[0])
+        if segs[:2] == ["api", "v1"]:
+            return api.dispatch(self, _segments(self.path)[2:])
+        name, path, props = self._generic_target()
+        app = self.server.app
+        repo: Any = app.repository(name)
+        if repo.config.format != "generic":
+            raise MethodNotAllowed(f"repository {name!r} takes uploads by POST (legacy upload API), not PUT")
+        repo.writable()
+        principal = self.require("write", name)
+        if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length") is None:
+            self.close_connection = True
+            raise LengthRequired("PUT needs a Content-Length (chunked uploads are not accepted)")
+        try:
+            length = int(self.headers["Content-Length"])
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise BadRequest("invalid Content-Length") from None
+        if not path or path.endswith("/"):
+            raise BadRequest("PUT needs a file path, not a folder")
+        limit = generic_service.max_upload(app, name)
+        if length > limit:
+            raise PayloadTooLarge(f"file of {length} bytes exceeds the size limit of {limit} bytes")
+        checksums = {algo: self.headers[h] for h, algo in generic_service.CHECKSUM_HEADERS.items() if self.headers.get(h)}
+        self._body_consumed = True  # the upload reads the body from here on
+        try:
+            result = generic_service.receive_file(app, name, path, self.rfile, length, properties=props,
+                                                  checksums=checksums, principal=principal,
+                                                  address=self.client_address[0])
+        except (EOFError, ConnectionError, TimeoutError):
+            # The client went away mid-body: nothing was stored, the temporary file is gone.
+            # (Disk errors are not caught here: ENOSPC is 507, anything else a logged 500.)
+            self.close_connection = True
+            return
+        except ArtifactdError:
+            self.close_connection = True
+            raise
+        out = generic_service.describe(app, result.artifact, result.properties, base_url=self.base_url())
+        out["outcome"] = result.outcome
+        location = f"/repository/{quote(name)}/{quote(result.artifact.path)}"
+        self._json(201 if result.created else 200, out, {"Location": location})
+
+    def _delete(self) -> None:
+        segs = _segments(self.path)
+        if segs[:2] == ["api", "v1"]:
+            return api.dispatch(self, segs[2:])
+        name, path, _ = self._generic_target()
+        app = self.server.app
+        repo: Any = app.repository(name)
+        if repo.config.format != "generic":
+            raise MethodNotAllowed(f"DELETE is not supported in {repo.config.format} repository {name!r}")
+        repo.writable()
+        principal = self.require("delete", name)
+        deleted = generic_service.delete_path(app, name, path, principal=principal, address=self.client_address[0])
+        self._json(200, {"repo": name, "deleted": [{"path": a.path, "sha256": a.sha256, "size": a.size}
+                                                   for a in deleted]})
 
 
 def _latin1(s: str) -> str:
@@ -458,7 +621,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
             return "unsatisfiable"
         return max(0, size - n), size - 1
     start = int(a)
-    if start >= size:
+    if start >= size:  # checked first: "bytes=<size>-" is unsatisfiable, not ignorable (R23)
         return "unsatisfiable"
     end = int(b) if b else size - 1
     if end < start:

@@ -1,4 +1,4 @@
-"""SQLite metadata: artifacts, serials, users, tokens, properties, audit.
+"""SQLite metadata: artifacts, serials, users, tokens, properties, builds, promotions, audit.
 
 All SQL lives here, behind :class:`MetadataStore`, so another backend can be
 added later. WAL mode, ``synchronous=FULL``, a busy timeout, foreign keys on;
@@ -14,12 +14,12 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from artifactd.errors import Conflict, FileExists, InsufficientStorage, NotFound
+from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound
 from artifactd.model import Artifact, TokenInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,6 +90,69 @@ CREATE TABLE IF NOT EXISTS audit(
     detail TEXT
 );
 """
+
+#: Schema migrations: version → statements that bring a version-1 database to it.
+#: Applied in order, each in its own transaction, by ``_init_schema``; the base
+#: ``_SCHEMA`` above is version 1 and never changes.
+_MIGRATIONS: dict[int, str] = {
+    2: """
+CREATE TABLE IF NOT EXISTS builds(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    number TEXT NOT NULL,
+    created TEXT NOT NULL,
+    created_by TEXT,
+    vcs_json TEXT NOT NULL DEFAULT '{}',
+    properties_json TEXT NOT NULL DEFAULT '{}',
+    status TEXT,
+    scan_json TEXT,
+    UNIQUE(name, number)
+);
+CREATE TABLE IF NOT EXISTS build_artifacts(
+    build_id INTEGER NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY(build_id, repo, path)
+);
+CREATE TABLE IF NOT EXISTS build_deps(
+    build_id INTEGER NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    hashes TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY(build_id, name, version)
+);
+CREATE TABLE IF NOT EXISTS build_status(
+    id INTEGER PRIMARY KEY,
+    build_id INTEGER NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+    time TEXT NOT NULL,
+    user TEXT,
+    status TEXT NOT NULL,
+    repo TEXT,
+    comment TEXT,
+    forced INTEGER NOT NULL DEFAULT 0,
+    move INTEGER NOT NULL DEFAULT 0,
+    detail_json TEXT
+);
+CREATE INDEX IF NOT EXISTS build_status_build ON build_status(build_id);
+CREATE TABLE IF NOT EXISTS promotions(
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    user TEXT,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    move INTEGER NOT NULL DEFAULT 0,
+    forced INTEGER NOT NULL DEFAULT 0,
+    build_id INTEGER REFERENCES builds(id) ON DELETE SET NULL,
+    comment TEXT
+);
+CREATE INDEX IF NOT EXISTS promotions_target ON promotions(target, path);
+CREATE INDEX IF NOT EXISTS promotions_source ON promotions(source, path);
+""",
+}
 
 _ARTIFACT_COLS = (
     "id, repo, path, sha256, size, created, created_by, kind, project, project_name, version, filename, "
@@ -186,11 +249,39 @@ class MetadataStore:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     con.execute(stmt)
-            con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+            # The base schema is version 1; the migrations below bring it up to date.
+            con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1')")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        self._migrate()
+
+    def schema_version(self) -> int:
+        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        """Apply every migration above the stored schema version, each in one transaction."""
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema {current}, newer than this artifactd ({SCHEMA_VERSION})")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            con = self.con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                # Re-read under the write lock: another process may have migrated meanwhile.
+                if self.schema_version() >= version:
+                    con.execute("COMMIT")
+                    continue
+                for stmt in _MIGRATIONS[version].split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
+                con.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version),))
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -471,6 +562,347 @@ class MetadataStore:
             d["detail"] = json.loads(d["detail"]) if d["detail"] else None
             out.append(d)
         return out
+
+    # --- generic files and properties ------------------------------------------
+    def put_generic(self, a: NewArtifact, properties: Mapping[str, Sequence[str]], *,
+                    overwrite: bool) -> tuple[Artifact, str, str | None]:
+        """Write a generic file's row and its properties in one transaction.
+
+        Returns ``(artifact, outcome, previous_sha256)`` where outcome is ``"created"``,
+        ``"unchanged"`` (same bytes already there: the given properties are set on it) or
+        ``"replaced"`` (different bytes; only when ``overwrite``: the old row and its
+        properties are replaced). Different bytes without ``overwrite`` → FileExists.
+        """
+        with self.write() as con:
+            old = con.execute("SELECT id, sha256 FROM artifacts WHERE repo = ? AND path = ?",
+                              (a.repo, a.path)).fetchone()
+            if old is not None and old[1] == a.sha256:
+                self._set_props(con, old[0], properties)
+                if properties:
+                    self._bump(con, a.repo)
+                row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (old[0],)).fetchone()
+                return _row_to_artifact(row), "unchanged", old[1]
+            if old is not None and not overwrite:
+                raise FileExists(f"File already exists: {a.path} with different content (overwrite is disabled)")
+            if old is not None:
+                con.execute("DELETE FROM artifacts WHERE id = ?", (old[0],))
+            cur = con.execute(
+                "INSERT INTO artifacts(repo, path, sha256, size, created, created_by, kind, filename) "
+                "VALUES(?,?,?,?,?,?,?,?)",
+                (a.repo, a.path, a.sha256, a.size, a.created, a.created_by, a.kind, a.filename),
+            )
+            aid = int(cur.lastrowid or 0)
+            self._set_props(con, aid, properties)
+            self._bump(con, a.repo)
+            row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (aid,)).fetchone()
+            return _row_to_artifact(row), ("replaced" if old is not None else "created"), (old[1] if old else None)
+
+    @staticmethod
+    def _set_props(con: sqlite3.Connection, artifact_id: int, properties: Mapping[str, Sequence[str]]) -> None:
+        for key, values in properties.items():
+            con.execute("DELETE FROM properties WHERE artifact_id = ? AND key = ?", (artifact_id, key))
+            con.executemany("INSERT OR IGNORE INTO properties(artifact_id, key, value) VALUES(?,?,?)",
+                            [(artifact_id, key, v) for v in values])
+
+    def properties(self, artifact_id: int) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for k, v in self.con.execute(
+            "SELECT key, value FROM properties WHERE artifact_id = ? ORDER BY key, rowid", (artifact_id,)
+        ):
+            out.setdefault(k, []).append(v)
+        return out
+
+    def properties_of(self, ids: Iterable[int]) -> dict[int, dict[str, list[str]]]:
+        """Properties of many artifacts at once (search results)."""
+        ids = list(ids)
+        out: dict[int, dict[str, list[str]]] = {i: {} for i in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for aid, k, v in self.con.execute(
+                f"SELECT artifact_id, key, value FROM properties WHERE artifact_id IN ({marks}) ORDER BY key, rowid",
+                chunk,
+            ):
+                out[aid].setdefault(k, []).append(v)
+        return out
+
+    def set_properties(self, artifact_id: int, properties: Mapping[str, Sequence[str]]) -> None:
+        """Replace the values of the given keys (other keys are kept)."""
+        with self.write() as con:
+            row = con.execute("SELECT repo FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"artifact {artifact_id} not found")
+            self._set_props(con, artifact_id, properties)
+            self._bump(con, row[0])
+
+    def delete_properties(self, artifact_id: int, keys: Iterable[str]) -> int:
+        """Remove the given keys. Returns the number of values removed."""
+        with self.write() as con:
+            row = con.execute("SELECT repo FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"artifact {artifact_id} not found")
+            n = 0
+            for k in keys:
+                n += con.execute("DELETE FROM properties WHERE artifact_id = ? AND key = ?", (artifact_id, k)).rowcount
+            self._bump(con, row[0])
+            return n
+
+    def under(self, repo: str, prefix: str) -> list[Artifact]:
+        """Every row of ``repo`` whose path starts with ``prefix`` (a folder ending in '/', or '').
+
+        A range scan on the (repo, path) unique index: no full-table scan.
+        """
+        if not prefix:
+            rows = self.con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? ORDER BY path",
+                                    (repo,)).fetchall()
+        else:
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            rows = self.con.execute(
+                f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? AND path >= ? AND path < ? ORDER BY path",
+                (repo, prefix, upper),
+            ).fetchall()
+        return [_row_to_artifact(r) for r in rows]
+
+    def has_under(self, repo: str, prefix: str) -> bool:
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        row = self.con.execute("SELECT 1 FROM artifacts WHERE repo = ? AND path >= ? AND path < ? LIMIT 1",
+                               (repo, prefix, upper)).fetchone()
+        return row is not None
+
+    def search(self, repos: Sequence[str] | None, props: Sequence[tuple[str, str | None]],
+               limit: int = 100_000) -> list[Artifact]:
+        """Rows in ``repos`` (None: all) having every ``(key, value)`` property; value None: the key at all.
+
+        Newest first (created, then id).
+        """
+        sql = f"SELECT {_ARTIFACT_COLS} FROM artifacts a"
+        where: list[str] = []
+        args: list[Any] = []
+        if repos is not None:
+            if not repos:
+                return []
+            where.append(f"a.repo IN ({','.join('?' * len(repos))})")
+            args.extend(repos)
+        for key, value in props:
+            if value is None:
+                where.append("EXISTS(SELECT 1 FROM properties p WHERE p.artifact_id = a.id AND p.key = ?)")
+                args.append(key)
+            else:
+                where.append("EXISTS(SELECT 1 FROM properties p WHERE p.artifact_id = a.id AND p.key = ? AND p.value = ?)")
+                args.extend((key, value))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY a.created DESC, a.id DESC LIMIT ?"
+        args.append(limit)
+        return [_row_to_artifact(r) for r in self.con.execute(sql, args).fetchall()]
+
+    def delete_artifacts(self, ids: Sequence[int]) -> list[Artifact]:
+        """Delete several rows in one transaction (a generic folder)."""
+        out: list[Artifact] = []
+        with self.write() as con:
+            repos: set[str] = set()
+            for aid in ids:
+                row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (aid,)).fetchone()
+                if row is None:
+                    continue
+                art = _row_to_artifact(row)
+                con.execute("DELETE FROM artifacts WHERE id = ?", (aid,))
+                repos.add(art.repo)
+                out.append(art)
+            for r in repos:
+                self._bump(con, r)
+        return out
+
+    # --- promotion -----------------------------------------------------------------
+    def promote(self, items: Sequence[tuple[int, str]], *, move: bool, overwrite: bool, time: str,
+                user: str | None, forced: bool = False, comment: str | None = None,
+                build_id: int | None = None, status: str | None = None,
+                detail: dict[str, Any] | None = None) -> list[tuple[Artifact, Artifact, str]]:
+        """Copy (or move) artifact rows to target repositories in ONE transaction.
+
+        ``items`` are ``(artifact_id, target_repo)``. Each copy is a new row with the same
+        sha256 (no blob is written) and the same properties; ``move`` deletes the source
+        row in the same transaction, so a crash leaves the file in the source or the
+        target, never in neither. Returns ``(source, copy, outcome)`` with outcome
+        ``"copied"``, ``"moved"`` or ``"unchanged"`` (identical file already in the target).
+
+        A different file already at the target path (or, PyPI, the same filename or
+        distribution) → FileExists, unless ``overwrite`` (generic targets), which
+        replaces it. With ``build_id`` and ``status``, a history entry is written too.
+        """
+        out: list[tuple[Artifact, Artifact, str]] = []
+        with self.write() as con:
+            touched: set[str] = set()
+            for aid, target in items:
+                row = con.execute(f"SELECT {_ARTIFACT_COLS}, dist_key FROM artifacts WHERE id = ?", (aid,)).fetchone()
+                if row is None:
+                    raise NotFound(f"artifact {aid} not found (deleted meanwhile?)")
+                src = _row_to_artifact(row)
+                dkey = row[-1]
+                if src.repo == target:
+                    raise BadRequest(f"{src.path} is already in {target}")
+                existing = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? AND path = ?",
+                                       (target, src.path)).fetchone()
+                if existing is None and src.kind == "pypi":
+                    existing = con.execute(
+                        f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? AND "
+                        "((kind = 'pypi' AND filename = ?) OR (dist_key IS NOT NULL AND dist_key = ?))",
+                        (target, src.filename, dkey),
+                    ).fetchone()
+                outcome = "moved" if move else "copied"
+                if existing is not None:
+                    ex = _row_to_artifact(existing)
+                    if ex.sha256 == src.sha256:
+                        copy = ex
+                        outcome = "unchanged"
+                        self._set_props(con, ex.id, self._props(con, src.id))
+                    elif overwrite and src.kind != "pypi":
+                        con.execute("DELETE FROM artifacts WHERE id = ?", (ex.id,))
+                        existing = None
+                    else:
+                        raise FileExists(f"File already exists: {target}:{ex.path} holds different content")
+                if existing is None:
+                    cur = con.execute(
+                        "INSERT INTO artifacts(repo, path, sha256, size, created, created_by, kind, project, "
+                        "project_name, version, filename, dist_key, packagetype, requires_python, metadata_sha256, "
+                        "metadata_json, yanked, yanked_reason, pinned) "
+                        "SELECT ?, path, sha256, size, created, created_by, kind, project, project_name, version, "
+                        "filename, dist_key, packagetype, requires_python, metadata_sha256, metadata_json, yanked, "
+                        "yanked_reason, pinned FROM artifacts WHERE id = ?",
+                        (target, src.id),
+                    )
+                    new_id = int(cur.lastrowid or 0)
+                    con.execute("INSERT INTO properties(artifact_id, key, value) "
+                                "SELECT ?, key, value FROM properties WHERE artifact_id = ?", (new_id, src.id))
+                    copy = _row_to_artifact(con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?",
+                                                        (new_id,)).fetchone())
+                if move:
+                    con.execute("DELETE FROM artifacts WHERE id = ?", (src.id,))
+                    if build_id is not None:
+                        con.execute("UPDATE build_artifacts SET repo = ? WHERE build_id = ? AND repo = ? AND path = ?",
+                                    (target, build_id, src.repo, src.path))
+                    touched.add(src.repo)
+                con.execute(
+                    "INSERT INTO promotions(time, user, source, target, path, sha256, move, forced, build_id, comment) "
+                    "VALUES(?,?,?,?,?,?,?,?,?,?)",
+                    (time, user, src.repo, target, src.path, src.sha256, int(move), int(forced), build_id, comment),
+                )
+                touched.add(target)
+                out.append((src, copy, outcome))
+            if build_id is not None and status is not None:
+                repos = sorted({t for _, t in items})
+                con.execute(
+                    "INSERT INTO build_status(build_id, time, user, status, repo, comment, forced, move, detail_json) "
+                    "VALUES(?,?,?,?,?,?,?,?,?)",
+                    (build_id, time, user, status, ",".join(repos), comment, int(forced), int(move),
+                     json.dumps(detail) if detail else None),
+                )
+                con.execute("UPDATE builds SET status = ? WHERE id = ?", (status, build_id))
+            for r in touched:
+                self._bump(con, r)
+        return out
+
+    @staticmethod
+    def _props(con: sqlite3.Connection, artifact_id: int) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for k, v in con.execute("SELECT key, value FROM properties WHERE artifact_id = ?", (artifact_id,)):
+            out.setdefault(k, []).append(v)
+        return out
+
+    def promotions(self, repo: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT id, time, user, source, target, path, sha256, move, forced, build_id, comment "
+               "FROM promotions")
+        where, args = [], []
+        if repo is not None:
+            where.append("(source = ? OR target = ?)")
+            args += [repo, repo]
+        if path is not None:
+            where.append("path = ?")
+            args.append(path)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        cols = ("id", "time", "user", "source", "target", "path", "sha256", "move", "forced", "build_id", "comment")
+        out = []
+        for r in self.con.execute(sql + " ORDER BY id", args):
+            d = dict(zip(cols, r))
+            d["move"], d["forced"] = bool(d["move"]), bool(d["forced"])
+            out.append(d)
+        return out
+
+    # --- builds ----------------------------------------------------------------------
+    def add_build(self, name: str, number: str, created: str, created_by: str | None,
+                  artifacts: Sequence[Artifact], deps: Sequence[tuple[str, str, Sequence[str]]],
+                  vcs: Mapping[str, Any], properties: Mapping[str, Sequence[str]]) -> int:
+        """Record a build; tags its artifacts with ``build.name``/``build.number`` properties.
+
+        An existing NAME/NUMBER → Conflict.
+        """
+        with self.write() as con:
+            if con.execute("SELECT 1 FROM builds WHERE name = ? AND number = ?", (name, number)).fetchone():
+                raise Conflict(f"build {name}/{number} already exists")
+            cur = con.execute(
+                "INSERT INTO builds(name, number, created, created_by, vcs_json, properties_json) VALUES(?,?,?,?,?,?)",
+                (name, number, created, created_by, json.dumps(dict(vcs)),
+                 json.dumps({k: list(v) for k, v in properties.items()})),
+            )
+            bid = int(cur.lastrowid or 0)
+            for art in artifacts:
+                con.execute("INSERT OR IGNORE INTO build_artifacts(build_id, repo, path, sha256, size) VALUES(?,?,?,?,?)",
+                            (bid, art.repo, art.path, art.sha256, art.size))
+                self._set_props(con, art.id, {"build.name": [name], "build.number": [number]})
+            con.executemany("INSERT OR IGNORE INTO build_deps(build_id, name, version, hashes) VALUES(?,?,?,?)",
+                            [(bid, n, v, ",".join(h)) for n, v, h in deps])
+            con.execute("INSERT INTO build_status(build_id, time, user, status) VALUES(?,?,?,?)",
+                        (bid, created, created_by, "published"))
+            con.execute("UPDATE builds SET status = 'published' WHERE id = ?", (bid,))
+            for r in {a.repo for a in artifacts}:
+                self._bump(con, r)
+            return bid
+
+    def build(self, name: str, number: str) -> dict[str, Any] | None:
+        row = self.con.execute(
+            "SELECT id, name, number, created, created_by, vcs_json, properties_json, status, scan_json "
+            "FROM builds WHERE name = ? AND number = ?", (name, number)).fetchone()
+        if row is None:
+            return None
+        bid = row[0]
+        out: dict[str, Any] = {
+            "id": bid, "name": row[1], "number": row[2], "created": row[3], "created_by": row[4],
+            "vcs": json.loads(row[5] or "{}"), "properties": json.loads(row[6] or "{}"), "status": row[7],
+            "scan": json.loads(row[8]) if row[8] else None,
+        }
+        out["artifacts"] = [
+            {"repo": r[0], "path": r[1], "sha256": r[2], "size": r[3]}
+            for r in self.con.execute("SELECT repo, path, sha256, size FROM build_artifacts WHERE build_id = ? "
+                                      "ORDER BY path", (bid,))
+        ]
+        out["dependencies"] = [
+            {"name": r[0], "version": r[1], "hashes": [h for h in r[2].split(",") if h]}
+            for r in self.con.execute("SELECT name, version, hashes FROM build_deps WHERE build_id = ? ORDER BY name",
+                                      (bid,))
+        ]
+        out["history"] = [
+            {"time": r[0], "user": r[1], "status": r[2], "repo": r[3], "comment": r[4], "forced": bool(r[5]),
+             "move": bool(r[6]), "detail": json.loads(r[7]) if r[7] else None}
+            for r in self.con.execute("SELECT time, user, status, repo, comment, forced, move, detail_json "
+                                      "FROM build_status WHERE build_id = ? ORDER BY id", (bid,))
+        ]
+        return out
+
+    def builds(self, name: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, name, number, created, created_by, status FROM builds"
+        args: tuple[Any, ...] = ()
+        if name is not None:
+            sql += " WHERE name = ?"
+            args = (name,)
+        cols = ("id", "name", "number", "created", "created_by", "status")
+        return [dict(zip(cols, r)) for r in self.con.execute(sql + " ORDER BY name, id", args)]
+
+    def set_build_scan(self, build_id: int, scan: dict[str, Any], time: str, user: str | None) -> None:
+        with self.write() as con:
+            con.execute("UPDATE builds SET scan_json = ? WHERE id = ?", (json.dumps(scan), build_id))
+            con.execute("INSERT INTO build_status(build_id, time, user, status, detail_json) VALUES(?,?,?,?,?)",
+                        (build_id, time, user, f"scan {scan.get('result')}", json.dumps(scan)))
 
 
 def _token(r: Sequence[Any]) -> TokenInfo:
