@@ -19,7 +19,7 @@ import tomli_w
 from artifactd.errors import ConfigError
 
 REPO_TYPES = ("hosted", "proxy", "group")
-FORMATS = ("pypi", "generic")
+FORMATS = ("pypi", "generic", "docker")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -89,6 +89,8 @@ class RepoConfig:
     max_upload_size: int | None = None
     username: str | None = None
     password: str | None = None
+    upload_expiry: float = 86400.0  # docker: chunked upload sessions idle longer than this are purged
+    writable_member: str | None = None  # docker group: the member that receives pushes
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "format": self.format}
@@ -111,6 +113,10 @@ class RepoConfig:
             out["username"] = self.username
         if self.password is not None:
             out["password"] = self.password
+        if self.upload_expiry != 86400.0:
+            out["upload-expiry"] = _fmt_duration(self.upload_expiry)
+        if self.writable_member is not None:
+            out["writable-member"] = self.writable_member
         return out
 
 
@@ -151,6 +157,8 @@ class Config:
         for repo in self.repositories.values():
             if repo.type != "group":
                 continue
+            if repo.writable_member is not None and repo.writable_member not in repo.members:
+                raise ConfigError(f"group {repo.name!r}: writable-member {repo.writable_member!r} is not a member")
             for m in repo.members:
                 member = self.repositories.get(m)
                 if member is None:
@@ -220,6 +228,8 @@ _REPO_KEYS = {
     "max-upload-size": ("max_upload_size", "size"),
     "username": ("username", str),
     "password": ("password", str),
+    "upload-expiry": ("upload_expiry", "duration"),
+    "writable-member": ("writable_member", str),
 }
 _TOP_KEYS = {"server", "repositories", "plugins", "cleanup", "watch"}
 
@@ -337,6 +347,8 @@ def make_repo(where: str = "", **kwargs: Any) -> RepoConfig:
         raise ConfigError(f"{prefix}repository {name!r}: only proxy repositories take a url")
     if rtype != "group" and (kwargs.get("members") or kwargs.get("merge")):
         raise ConfigError(f"{prefix}repository {name!r}: only groups take members/merge")
+    if rtype != "group" and kwargs.get("writable_member"):
+        raise ConfigError(f"{prefix}repository {name!r}: only groups take writable-member")
     return RepoConfig(**kwargs)
 
 

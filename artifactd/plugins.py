@@ -29,6 +29,7 @@ ESSENTIAL = ("pypi",)
 #: Built-ins, registered like third-party plugins but importable without an installed distribution.
 BUILTINS: dict[str, str] = {
     "pypi": "artifactd.formats.pypi.plugin",
+    "docker": "artifactd.formats.oci.plugin",
 }
 
 

@@ -25,6 +25,7 @@ from artifactd.errors import (
     RepositoryNotFound,
 )
 from artifactd.formats.pypi import simple
+from artifactd.http import oci
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 
 if TYPE_CHECKING:
@@ -163,20 +164,28 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def _dispatch(self, fallback: Callable[[], None]) -> None:
+        if oci.is_oci_path(self.path):  # the OCI distribution API lives at the host root
+            return self._guard(lambda: oci.dispatch(self))
+        self._guard(fallback)
+
     def do_GET(self) -> None:
-        self._guard(self._get)
+        self._dispatch(self._get)
 
     def do_HEAD(self) -> None:
-        self._guard(self._get)
+        self._dispatch(self._get)
 
     def do_POST(self) -> None:
-        self._guard(self._post)
+        self._dispatch(self._post)
 
     def do_PUT(self) -> None:
-        self._guard(lambda: self._unsupported("PUT"))
+        self._dispatch(lambda: self._unsupported("PUT"))
 
     def do_DELETE(self) -> None:
-        self._guard(lambda: self._unsupported("DELETE"))
+        self._dispatch(lambda: self._unsupported("DELETE"))
+
+    def do_PATCH(self) -> None:
+        self._dispatch(lambda: self._unsupported("PATCH"))
 
     def _unsupported(self, method: str) -> None:
         raise MethodNotAllowed(f"{method} is not supported here")

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from artifactd.errors import Conflict, FileExists, InsufficientStorage, NotFound
 from artifactd.model import Artifact, TokenInfo
+from artifactd.store import oci_db
 
 SCHEMA_VERSION = 1
 
@@ -170,6 +171,7 @@ class MetadataStore:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     con.execute(stmt)
+            oci_db.create(con)  # additive schema step: OCI tables
             con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),))
             con.execute("COMMIT")
         except BaseException:
@@ -368,13 +370,14 @@ class MetadataStore:
             out.add(sha)
             if meta:
                 out.add(meta)
+        out |= oci_db.referenced(self.con)
         return out
 
     def is_referenced(self, sha256: str) -> bool:
         row = self.con.execute(
             "SELECT 1 FROM artifacts WHERE sha256 = ? OR metadata_sha256 = ? LIMIT 1", (sha256, sha256)
         ).fetchone()
-        return row is not None
+        return row is not None or oci_db.is_referenced(self.con, sha256)
 
     # --- users and tokens --------------------------------------------------
     def add_user(self, name: str, password_hash: str | None, is_admin: bool, created: str) -> None:
