@@ -302,20 +302,22 @@ class OciMeta:
             "SELECT uuid, repo, name, offset, started, updated FROM oci_uploads ORDER BY started")]
 
     # --- gc ------------------------------------------------------------------------------------
+    _STALE = (
+        "l.created < ? AND NOT EXISTS ("
+        " SELECT 1 FROM oci_manifest_refs r JOIN oci_manifests m ON m.repo = r.repo AND m.name = r.name"
+        " AND m.digest = r.manifest WHERE r.repo = l.repo AND r.name = l.name AND r.digest = l.digest)"
+        " AND NOT EXISTS (SELECT 1 FROM oci_manifests m2 WHERE m2.repo = l.repo AND m2.name = l.name"
+        " AND m2.digest = l.digest)"
+    )
+
     def stale_links(self, before: str) -> list[tuple[str, str, str]]:
         """Links older than ``before`` that no manifest of the same (repo, name) references."""
         rows = self.db.con.execute(
-            "SELECT l.repo, l.name, l.digest FROM oci_blob_links l WHERE l.created < ? AND NOT EXISTS ("
-            " SELECT 1 FROM oci_manifest_refs r JOIN oci_manifests m ON m.repo = r.repo AND m.name = r.name"
-            " AND m.digest = r.manifest WHERE r.repo = l.repo AND r.name = l.name AND r.digest = l.digest)"
-            " AND NOT EXISTS (SELECT 1 FROM oci_manifests m2 WHERE m2.repo = l.repo AND m2.name = l.name"
-            " AND m2.digest = l.digest)", (before,)).fetchall()
+            f"SELECT l.repo, l.name, l.digest FROM oci_blob_links l WHERE {self._STALE}", (before,)).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def delete_links(self, links: Iterable[tuple[str, str, str]], before: str) -> int:
-        n = 0
+    def delete_stale_links(self, before: str) -> int:
+        """Delete them, re-checking in the same transaction (a manifest may just have been pushed)."""
         with self.db.write() as con:
-            for repo, name, digest in links:
-                n += con.execute("DELETE FROM oci_blob_links WHERE repo = ? AND name = ? AND digest = ? AND created < ?",
-                                 (repo, name, digest, before)).rowcount
-        return n
+            return con.execute(
+                f"DELETE FROM oci_blob_links AS l WHERE {self._STALE}", (before,)).rowcount

@@ -269,6 +269,41 @@ def test_delete_manifest_tag_and_blob_then_gc(reg: Reg) -> None:
         assert reg.req("GET", f"/v2/{name}/blobs/{sha256(b)}")[2] == b
     assert not app.blobs.exists(only_one.split(":")[1])
     assert not app.blobs.exists(one.digest.split(":")[1])
+    assert not app.blobs.exists(sha256(one.config).split(":")[1])  # its link went stale, then the blob
+
+
+def test_gc_keeps_blobs_of_a_push_in_flight(reg: Reg) -> None:
+    """A layer uploaded (or mounted) for a manifest not pushed yet survives gc within the grace period."""
+    name = "docker-hosted/team/inflight"
+    d = reg.push_blob(name, b"uploaded, manifest still to come")
+    img = make_image([{"s": b"shared"}])
+    reg.push_image("docker-hosted/team/a", img, "1")
+    reg.req("DELETE", f"/v2/docker-hosted/team/a/manifests/{img.digest}")
+    st, _, _ = reg.req("POST", f"/v2/{name}/blobs/uploads/?mount={sha256(img.layers[0])}&from=docker-hosted/team/a", b"")
+    assert st == 201
+    report = gc(reg.server.app, apply=True, grace=3600)
+    assert report.oci["stale_blob_links"] == 0
+    assert reg.req("GET", f"/v2/{name}/blobs/{d}")[0] == 200
+    assert reg.req("GET", f"/v2/{name}/blobs/{sha256(img.layers[0])}")[0] == 200
+
+
+def test_expired_upload_sessions_are_purged(reg: Reg) -> None:
+    from dataclasses import replace
+
+    app = reg.server.app
+    app.set_config(app.config.with_repo(replace(app.config.repo("docker-hosted"), upload_expiry=0.5)))
+    st, h, _ = reg.req("POST", "/v2/docker-hosted/team/exp/blobs/uploads/", b"")
+    reg.req("PATCH", h["location"], b"partial")
+    uuid = h["docker-upload-uuid"]
+    assert (app.layout.tmp / f"oci-{uuid}.upload").exists()
+    import time
+
+    time.sleep(0.7)
+    report = gc(app, apply=True, grace=3600)
+    assert report.oci["expired_uploads"] == 1
+    assert not (app.layout.tmp / f"oci-{uuid}.upload").exists()
+    st, _, body = reg.req("PATCH", h["location"], b"more")
+    assert st == 404 and code(body) == "BLOB_UPLOAD_UNKNOWN"
 
 
 def test_referrers(reg: Reg) -> None:
