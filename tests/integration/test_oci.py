@@ -393,3 +393,41 @@ def test_upload_survives_restart(server_process: Any, tmp_path: Any) -> None:
     st, h, _ = reg.req("PUT", f"{loc}?digest={sha256(data)}", b"")
     assert st == 201
     assert reg.req("GET", f"/v2/docker-hosted/team/r/blobs/{sha256(data)}")[2] == data
+
+
+def test_prune_cli_dry_run_then_apply(reg: Reg) -> None:
+    from click.testing import CliRunner
+
+    from artifactd.cli import cli
+    from artifactd.cli.main import app_plugins_commands
+
+    app_plugins_commands()
+    name = "docker-hosted/team/prune"
+    images = {tag: make_image([{"v": tag.encode()}]) for tag in ("1", "2", "3", "4")}
+    for i, (tag, img) in enumerate(images.items()):
+        reg.push_image(name, img, tag)
+        app = reg.server.app
+        with app.db.write() as con:  # tag 1 is the oldest, pushed 40 days ago; tag 4 is new
+            con.execute("UPDATE oci_tags SET updated = ? WHERE tag = ?", (f"2020-01-0{i + 1}T00:00:00.000000Z", tag))
+    app = reg.server.app
+    with app.db.write() as con:
+        con.execute("UPDATE oci_tags SET updated = '2999-01-01T00:00:00.000000Z' WHERE tag = '4'")
+    data_dir = str(app.layout.root)
+    run = CliRunner().invoke(cli, ["--data-dir", data_dir, "oci", "prune", "docker-hosted", "--keep-tags", "2",
+                                   "--older-than", "30d"], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    assert "would delete team/prune:2" in run.output and "would delete team/prune:1" in run.output
+    assert "team/prune:3" not in run.output and "dry run" in run.output
+    assert reg.req("GET", f"/v2/{name}/manifests/1")[0] == 200  # nothing deleted yet
+    run = CliRunner().invoke(cli, ["--data-dir", data_dir, "oci", "prune", "docker-hosted", "--keep-tags", "2",
+                                   "--older-than", "30d", "--apply", "--json"], catch_exceptions=False)
+    out = json.loads(run.output)
+    assert out["applied"] and {i["tag"] for i in out["items"]} == {"1", "2"}
+    assert reg.req("GET", f"/v2/{name}/manifests/1")[0] == 404
+    assert reg.req("GET", f"/v2/{name}/manifests/{images['2'].digest}")[0] == 404
+    assert reg.req("GET", f"/v2/{name}/manifests/3")[0] == 200
+    gc(app, apply=True, grace=0)
+    assert not app.blobs.exists(sha256(images["1"].layers[0]).split(":")[1])
+    assert reg.req("GET", f"/v2/{name}/blobs/{sha256(images['3'].layers[0])}")[0] == 200
+    run = CliRunner().invoke(cli, ["--data-dir", data_dir, "oci", "prune", "docker-hosted"])
+    assert run.exit_code != 0 and "at least one" in run.output
