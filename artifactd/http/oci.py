@@ -58,6 +58,7 @@ _ROUTES = [
     ("tags", re.compile(r"^/v2/(?P<full>.+)/tags/list$")),
     ("referrers", re.compile(r"^/v2/(?P<full>.+)/referrers/(?P<ref>[^/]+)$")),
 ]
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CONTENT_RANGE = re.compile(r"^\s*(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\s*$")
 
 
@@ -445,7 +446,7 @@ def _upload(req: Request, repo: Any, repo_name: str, image: str, uuid: str) -> N
         if uuid:
             raise spec.unsupported("POST goes to .../blobs/uploads/")
         return _start_upload(req, w, principal, image)
-    if not uuid:
+    if not _UUID.fullmatch(uuid):
         raise spec.upload_unknown(uuid)
     location = f"/v2/{req.full}/blobs/uploads/{uuid}"
     if method in ("GET", "HEAD"):

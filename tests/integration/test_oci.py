@@ -431,3 +431,13 @@ def test_prune_cli_dry_run_then_apply(reg: Reg) -> None:
     assert reg.req("GET", f"/v2/{name}/blobs/{sha256(images['3'].layers[0])}")[0] == 200
     run = CliRunner().invoke(cli, ["--data-dir", data_dir, "oci", "prune", "docker-hosted"])
     assert run.exit_code != 0 and "at least one" in run.output
+
+
+def test_hostile_upload_ids_and_names(reg: Reg) -> None:
+    for path in ("/v2/docker-hosted/team/a/blobs/uploads/..", "/v2/docker-hosted/team/a/blobs/uploads/x%0d%0aSet-Cookie:x"):
+        st, h, body = reg.req("PATCH", path, b"x")
+        assert st == 404 and code(body) == "BLOB_UPLOAD_UNKNOWN" and "set-cookie" not in h
+    st, _, body = reg.req("GET", "/v2/docker-hosted/team/../etc/manifests/1")
+    assert st in (400, 404)
+    st, _, body = reg.req("GET", "/v2/pypi-local/team/app/manifests/1.0")  # not a docker repository
+    assert st == 404 and code(body) == "NAME_UNKNOWN"
