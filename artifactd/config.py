@@ -19,7 +19,7 @@ import tomli_w
 from artifactd.errors import ConfigError
 
 REPO_TYPES = ("hosted", "proxy", "group")
-FORMATS = ("pypi", "generic")
+FORMATS = ("pypi", "generic", "docker")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -95,6 +95,8 @@ class RepoConfig:
     def overwrite_allowed(self) -> bool:
         """Generic repositories replace a path's file on PUT unless ``allow-overwrite = false``."""
         return self.format == "generic" and self.allow_overwrite is not False
+    upload_expiry: float = 86400.0  # docker: chunked upload sessions idle longer than this are purged
+    writable_member: str | None = None  # docker group: the member that receives pushes
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "format": self.format}
@@ -119,6 +121,10 @@ class RepoConfig:
             out["password"] = self.password
         if self.allow_overwrite is not None:
             out["allow-overwrite"] = self.allow_overwrite
+        if self.upload_expiry != 86400.0:
+            out["upload-expiry"] = _fmt_duration(self.upload_expiry)
+        if self.writable_member is not None:
+            out["writable-member"] = self.writable_member
         return out
 
 
@@ -159,6 +165,8 @@ class Config:
         for repo in self.repositories.values():
             if repo.type != "group":
                 continue
+            if repo.writable_member is not None and repo.writable_member not in repo.members:
+                raise ConfigError(f"group {repo.name!r}: writable-member {repo.writable_member!r} is not a member")
             for m in repo.members:
                 member = self.repositories.get(m)
                 if member is None:
@@ -229,6 +237,8 @@ _REPO_KEYS = {
     "username": ("username", str),
     "password": ("password", str),
     "allow-overwrite": ("allow_overwrite", bool),
+    "upload-expiry": ("upload_expiry", "duration"),
+    "writable-member": ("writable_member", str),
 }
 _TOP_KEYS = {"server", "repositories", "plugins", "cleanup", "watch"}
 
@@ -346,6 +356,8 @@ def make_repo(where: str = "", **kwargs: Any) -> RepoConfig:
         raise ConfigError(f"{prefix}repository {name!r}: only proxy repositories take a url")
     if rtype != "group" and (kwargs.get("members") or kwargs.get("merge")):
         raise ConfigError(f"{prefix}repository {name!r}: only groups take members/merge")
+    if rtype != "group" and kwargs.get("writable_member"):
+        raise ConfigError(f"{prefix}repository {name!r}: only groups take writable-member")
     return RepoConfig(**kwargs)
 
 

@@ -30,6 +30,7 @@ ESSENTIAL = ("pypi",)
 BUILTINS: dict[str, str] = {
     "pypi": "artifactd.formats.pypi.plugin",
     "generic": "artifactd.formats.generic.plugin",
+    "docker": "artifactd.formats.oci.plugin",
 }
 
 

@@ -189,7 +189,7 @@ def repo_show(c: Ctx, name: str, as_json: bool) -> None:
 @repo.command("create")
 @click.argument("name")
 @click.option("--type", "rtype", type=click.Choice(["hosted", "proxy", "group"]), required=True)
-@click.option("--format", "fmt", type=click.Choice(["pypi", "generic"]), default="pypi", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["pypi", "generic", "docker"]), default="pypi", show_default=True)
 @click.option("--member", "members", multiple=True, help="Group member, in order (repeat).")
 @click.option("--merge", "merge", multiple=True, help="Group: project allowed from several members (repeat).")
 @click.option("--url", default=None, help="Proxy: upstream index URL.")

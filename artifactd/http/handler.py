@@ -27,7 +27,7 @@ from artifactd.errors import (
 )
 from artifactd.formats.generic.paths import join_segments, parse_matrix, split_matrix
 from artifactd.formats.pypi import simple
-from artifactd.http import api
+from artifactd.http import api, oci
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 
 if TYPE_CHECKING:
@@ -166,20 +166,28 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def _dispatch(self, fallback: Callable[[], None]) -> None:
+        if oci.is_oci_path(self.path):  # the OCI distribution API lives at the host root
+            return self._guard(lambda: oci.dispatch(self))
+        self._guard(fallback)
+
     def do_GET(self) -> None:
-        self._guard(self._get)
+        self._dispatch(self._get)
 
     def do_HEAD(self) -> None:
-        self._guard(self._get)
+        self._dispatch(self._get)
 
     def do_POST(self) -> None:
-        self._guard(self._post)
+        self._dispatch(self._post)
 
     def do_PUT(self) -> None:
-        self._guard(self._put)
+        self._dispatch(self._put)
 
     def do_DELETE(self) -> None:
-        self._guard(self._delete)
+        self._dispatch(self._delete)
+
+    def do_PATCH(self) -> None:
+        self._dispatch(lambda: self._unsupported("PATCH"))
 
     def _unsupported(self, method: str) -> None:
         raise MethodNotAllowed(f"{method} is not supported here")
@@ -229,6 +237,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._redirect(f"/repository/{quote(name)}/")
         if repo.config.format == "generic":
             return self._generic_get(name)
+        if repo.config.format == "docker" and sub != [""]:
+            raise NotFound(f"{name!r} is an image registry: pull through /v2/{name}/...")
         if sub[0] == "simple":
             if len(sub) == 1:
                 return self._redirect(f"/repository/{quote(name)}/simple/")

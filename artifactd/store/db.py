@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound
 from artifactd.model import Artifact, TokenInfo
+from artifactd.store import oci_db
 
 SCHEMA_VERSION = 2
 
@@ -249,6 +250,7 @@ class MetadataStore:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     con.execute(stmt)
+            oci_db.create(con)  # additive schema step: OCI tables
             # The base schema is version 1; the migrations below bring it up to date.
             con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1')")
             con.execute("COMMIT")
@@ -475,13 +477,14 @@ class MetadataStore:
             out.add(sha)
             if meta:
                 out.add(meta)
+        out |= oci_db.referenced(self.con)
         return out
 
     def is_referenced(self, sha256: str) -> bool:
         row = self.con.execute(
             "SELECT 1 FROM artifacts WHERE sha256 = ? OR metadata_sha256 = ? LIMIT 1", (sha256, sha256)
         ).fetchone()
-        return row is not None
+        return row is not None or oci_db.is_referenced(self.con, sha256)
 
     # --- users and tokens --------------------------------------------------
     def add_user(self, name: str, password_hash: str | None, is_admin: bool, created: str) -> None:

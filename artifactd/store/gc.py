@@ -46,6 +46,8 @@ def fsck(app: "App", *, rehash: bool = True) -> FsckReport:
         referenced.setdefault(art.sha256, []).append(f"{art.repo}:{art.path}")
         if art.metadata_sha256:
             referenced.setdefault(art.metadata_sha256, []).append(f"{art.repo}:{art.path}.metadata")
+    for sha in app.db.referenced_digests():  # OCI manifests, their blobs and linked blobs
+        referenced.setdefault(sha, ["oci"])
     for sha, users in sorted(referenced.items()):
         report.checked += 1
         path = app.blobs.path(sha)
@@ -73,15 +75,19 @@ class GcReport:
     bytes_freed: int = 0
     temp_removed: int = 0
     applied: bool = False
+    oci: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"applied": self.applied, "removed": self.removed, "bytes_freed": self.bytes_freed,
-                "kept_within_grace": self.kept_young, "temp_files_removed": self.temp_removed}
+                "kept_within_grace": self.kept_young, "temp_files_removed": self.temp_removed, "oci": self.oci}
 
 
 def gc(app: "App", *, apply: bool = False, grace: float = DEFAULT_GRACE) -> GcReport:
     report = GcReport(applied=apply)
     now = time.time()
+    from artifactd.repositories.oci_retention import housekeeping
+
+    report.oci = housekeeping(app, apply=apply, grace=grace, now=now)  # expired uploads, stale blob links
     referenced = app.db.referenced_digests()
     for sha, path in list(app.blobs.iter_digests()):
         if sha in referenced:

@@ -195,3 +195,12 @@ def test_traversal_paths_rejected(loaded: Server) -> None:
     # Reflected input is never echoed unescaped.
     r, body = get(c, "/repository/pypi/simple/?<script>alert(1)</script>")
     assert b"<script>" not in body
+
+
+def test_docker_repository_has_no_simple_index(server: Server) -> None:
+    from artifactd.service import create_repository
+
+    create_repository(server.app, "images", "hosted", "docker")
+    c = conn(server)
+    r, body = get(c, "/repository/images/simple/")
+    assert r.status == 404 and b"/v2/" in body

@@ -1,0 +1,1 @@
+"""OCI distribution (Docker registry v2) format: image names, digests, manifests, errors."""

@@ -1,0 +1,81 @@
+"""Docker groups: ordered members answering as one registry.
+
+A read goes to the members in order; the first that has the manifest, blob or
+image name answers (a member's 404 means "ask the next"; any other error, such as
+a failing proxy with nothing cached, propagates). Pushes go to ``writable-member``
+when one is configured; otherwise they are refused with 405 ``UNSUPPORTED``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from artifactd.formats.oci import spec
+from artifactd.formats.oci.spec import OciError
+from artifactd.store.oci_db import ManifestRow
+
+if TYPE_CHECKING:
+    from artifactd.app import App
+    from artifactd.config import RepoConfig
+    from artifactd.repositories.oci_hosted import HostedOci
+
+T = TypeVar("T")
+
+
+class GroupOci:
+    kind = "group"
+
+    def __init__(self, app: "App", config: "RepoConfig") -> None:
+        self.app = app
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def members(self) -> list[Any]:
+        return [self.app.repository(m) for m in self.config.members]
+
+    def state(self) -> str:
+        return "|".join([self.name] + [m.state() for m in self.members()])
+
+    def _first(self, call: Callable[[Any], T], missing: OciError) -> T:
+        for m in self.members():
+            try:
+                return call(m)
+            except OciError as exc:
+                if exc.http_status != 404:
+                    raise
+        raise missing
+
+    def get_manifest(self, name: str, ref: str) -> ManifestRow:
+        return self._first(lambda m: m.get_manifest(name, ref), spec.manifest_unknown(ref))
+
+    def get_blob(self, name: str, digest: str) -> tuple[str, int]:
+        spec.parse_digest(digest)
+        return self._first(lambda m: m.get_blob(name, digest), spec.blob_unknown(digest))
+
+    def tags(self, name: str) -> list[str]:
+        return self._first(lambda m: m.tags(name), spec.name_unknown(name))
+
+    def referrers(self, name: str, digest: str) -> list[ManifestRow]:
+        seen: dict[str, ManifestRow] = {}
+        for m in self.members():
+            for row in m.referrers(name, digest):
+                seen.setdefault(row.digest, row)
+        return list(seen.values())
+
+    def record_pull(self, row: ManifestRow) -> None:
+        self.app.repository(row.repo).record_pull(row)
+
+    def names(self) -> list[str]:
+        out: set[str] = set()
+        for m in self.members():
+            out.update(m.names())
+        return sorted(out)
+
+    def writable(self) -> "HostedOci | None":
+        if not self.config.writable_member:
+            return None
+        member = self.app.repository(self.config.writable_member)
+        w: HostedOci | None = member.writable()
+        return w
