@@ -99,6 +99,10 @@ def upstream_cell(status: dict[str, Any] | None) -> Node:
     return parts
 
 
+def _count(n: int, label: str) -> str:
+    return f"{n} {label[:-1] if n == 1 and label.endswith('s') else label}"
+
+
 def findings_cell(summary: dict[str, int] | None) -> Node:
     if summary is None:
         return "-"
@@ -114,7 +118,7 @@ def _sev_kind(k: str) -> str:
 def home(rows: list[dict[str, Any]], anonymous: bool) -> Node:
     body = table(
         ["Repository", "Type", "Format", "Items", "Files", "Stored", "Deduplicated", "Upstream", "Findings"],
-        [[a(url("repo", r["name"]), r["name"]), r["type"], r["format"], f"{r['items']} {r['items_label']}",
+        [[a(url("repo", r["name"]), r["name"]), r["type"], r["format"], _count(r["items"], r["items_label"]),
           r["files"], size(r["stored"]), size(r["dedup"]), upstream_cell(r["upstream"]),
           findings_cell(r["findings"])] for r in rows],
         cls="wide", empty="No repositories you may read.")
@@ -428,7 +432,7 @@ def health(db_info: dict[str, Any] | None, db_error: str | None, repos: list[dic
 def cleanup(preview: dict[str, Any], can_run: bool, csrf: str | None, result: dict[str, Any] | None = None) -> Node:
     out: list[Node] = []
     if result is not None:
-        out.append(message(f"Cleanup done: {len(result['deleted'])} files deleted, {size(result['bytes'])} freed "
+        out.append(message(f"Cleanup done: {_count(len(result['deleted']), 'files')} deleted, {size(result['bytes'])} freed "
                            "(blobs are reclaimed by the next gc).", "ok"))
     policies = preview["policies"]
     if not policies:

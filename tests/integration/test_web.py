@@ -252,7 +252,7 @@ def test_cleanup_preview_and_run(site: Any) -> None:
     assert "Run cleanup" in body
     token = c.csrf("/ui/cleanup/")
     status, _, body = c.post("/ui/cleanup/run", {"csrf": token})
-    assert status == 200 and "1 files deleted" in body
+    assert status == 200 and "1 file deleted" in body
     assert [a.version for a in site.app.db.project_artifacts("pypi-local", "requests")] == ["2.31.0"]
     assert any(r["action"] == "cleanup" for r in site.app.db.audit_records())
 
