@@ -345,3 +345,25 @@ def test_group_pages_show_the_owning_member(site: Any) -> None:
     assert "Served by" in body and "pypi-local" in body
     status, _, body = c.get("/ui/repo/pypi/project/Requests/")
     assert status == 301
+
+
+def test_image_repository_pages(server: Any) -> None:
+    from tests.integration.test_oci import Reg
+    from tests.ocilayout import make_image
+
+    service.create_repository(server.app, "docker-hosted", "hosted", "docker")
+    image = make_image([{"app/hello.txt": b"hello"}, {"app/two.txt": b"two"}])
+    Reg(server).push_image("docker-hosted/team/web", image, "v1")
+    c = Client(server.url)
+    _, _, home = c.get("/ui/")
+    assert "docker-hosted" in home and "1 image" in home
+    _, _, body = c.get("/ui/repo/docker-hosted/")
+    assert "team/web" in body and "docker pull" in body
+    status, _, body = c.get("/ui/repo/docker-hosted/image/?name=team%2Fweb")
+    assert status == 200 and "v1" in body and image.digest in body
+    assert not check_html(body).errors
+    status, _, body = c.get(f"/ui/repo/docker-hosted/image/?name=team%2Fweb&digest={image.digest}")
+    assert status == 200 and "Layers (2)" in body
+    assert not check_html(body).errors
+    status, _, _ = c.get("/ui/repo/docker-hosted/image/?name=nope")
+    assert status == 404
