@@ -10,7 +10,7 @@ Families:
   ``artifactd_register_repository_kinds``, ``artifactd_register_commands``,
   ``artifactd_startup``, ``artifactd_shutdown``;
 * gates — ``artifactd_check_upload``, ``artifactd_check_proxy_fetch``,
-  ``artifactd_check_promotion``: every implementation runs, each returns a
+  ``artifactd_check_promotion``, ``artifactd_check_dependency``: every implementation runs, each returns a
   :class:`~artifactd.model.Verdict` or None; any ``deny`` wins and every reason is reported;
 * providers (first non-None result wins) — ``artifactd_license_of``, ``artifactd_upstream_auth``;
 * reports — ``artifactd_health_checks``, ``artifactd_check_report``;
@@ -105,6 +105,11 @@ def artifactd_check_proxy_fetch(repository: str, project: str, version: str, fil
 @hookspec
 def artifactd_check_promotion(source: str, target: str, artifact: "Artifact") -> "Verdict | None":
     """Before an artifact is copied or moved from ``source`` to ``target``. Deny refuses the promotion."""
+
+
+@hookspec
+def artifactd_check_dependency(name: str, version: str) -> "Verdict | None":
+    """A build's dependency ``name==version`` (not a stored artifact) — gate semantics as above."""
 
 
 # --- providers -------------------------------------------------------------------

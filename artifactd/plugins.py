@@ -29,6 +29,9 @@ ESSENTIAL = ("pypi",)
 #: Built-ins, registered like third-party plugins but importable without an installed distribution.
 BUILTINS: dict[str, str] = {
     "pypi": "artifactd.formats.pypi.plugin",
+    "health": "artifactd_plugins.health",
+    "license": "artifactd_plugins.license",
+    "retention": "artifactd_plugins.retention",
 }
 
 
@@ -49,6 +52,8 @@ def make_plugin_manager(
         if name in ESSENTIAL:
             raise ConfigError(f"plugin {name!r} is essential and cannot be disabled")
         pm.set_blocked(name)
+    # Historic: replayed to every plugin registered below, which may add specs or keep ``pm``.
+    pm.hook.artifactd_addhooks.call_historic(kwargs={"pluginmanager": pm})
     if load_entrypoints:
         _load_entrypoints(pm)
     for name, modname in BUILTINS.items():
@@ -144,7 +149,11 @@ class Hooks:
         hook = getattr(self.pm.hook, hookname)
         for impl in reversed(hook.get_hookimpls()):
             args = {k: v for k, v in kwargs.items() if k in impl.argnames}
-            res = impl.function(**args)
+            try:
+                res = impl.function(**args)
+            except Exception as exc:  # a broken gate fails closed, and says so
+                log.exception("plugin %s failed in %s", impl.plugin_name, hookname)
+                res = Verdict.deny(f"plugin error: {exc}")
             if res is None:
                 continue
             for v in res if isinstance(res, (list, tuple)) else [res]:
@@ -164,6 +173,9 @@ class Hooks:
 
     def check_promotion(self, source: str, target: str, artifact: "Artifact") -> GateResult:
         return self._gate("artifactd_check_promotion", source=source, target=target, artifact=artifact)
+
+    def check_dependency(self, name: str, version: str) -> GateResult:
+        return self._gate("artifactd_check_dependency", name=name, version=version)
 
     # providers
     def license_of(self, artifact: "Artifact", metadata: dict[str, Any]) -> str | None:
