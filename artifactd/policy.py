@@ -10,8 +10,10 @@
 """
 from __future__ import annotations
 
+import html
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +35,25 @@ PROTECT_PROPERTIES: tuple[str, ...] = ("promoted", "retain")
 
 #: Default cap on deletions per cleanup run (RELIABILITY.md §6: cap deletions per run).
 DEFAULT_MAX_DELETIONS = 1000
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def escape_text(text: str | None, limit: int = 300) -> str:
+    """Terminal/HTML-safe one-line text: markup escaped, control characters shown as ``\\xNN``.
+
+    Advisory summaries and license strings come from third parties (OSV ``details`` is Markdown):
+    never print them raw. JSON output keeps the raw text.
+    """
+    if not text:
+        return ""
+    one_line = " ".join(text.split())
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                           one_line)
+    escaped = html.escape(escaped, quote=False)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
+
 
 
 # --- check ----------------------------------------------------------------------------------------
