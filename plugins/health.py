@@ -92,7 +92,7 @@ def describe(f: MergedFinding) -> str:
     label = "malicious" if f.malicious else f.severity
     if f.status == "unverifiable":
         label += ", unverifiable"
-    return f"{f.ids[0]} ({label})"
+    return f"{'/'.join(f.ids)} ({label})"
 
 
 class _State:
