@@ -157,7 +157,7 @@ class _State:
     def __init__(self) -> None:
         self.policies: dict[str, Policy] = {}
         self.lock = threading.Lock()
-        self.latest_cache: dict[tuple[str, str], tuple[int, dict[str, str]]] = {}
+        self.latest_cache: dict[tuple[str, str, str], tuple[int, dict[str, str]]] = {}
 
 
 STATE = _State()
@@ -166,7 +166,7 @@ STATE = _State()
 def latest_of(app: "App", repository: str, project: str) -> dict[str, str]:
     """{"count", "latest", "latest_final"} for one project, cached per repository serial."""
     serial = app.db.serial(repository)
-    key = (repository, project)
+    key = (str(app.layout.root), repository, project)
     with STATE.lock:
         hit = STATE.latest_cache.get(key)
         if hit is not None and hit[0] == serial:
