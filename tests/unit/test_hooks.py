@@ -270,7 +270,7 @@ def test_hook_check_proxy_fetch(tmp_path: Path) -> None:
     app = make_app(tmp_path, NoOld())
     bad = app.hooks.check_proxy_fetch("pypi-remote", "demo", "0.1", "demo-0.1.tar.gz", {})
     good = app.hooks.check_proxy_fetch("pypi-remote", "demo", "1.0", "demo-1.0.tar.gz", {})
-    assert bad.denied and bad.reasons == ["NoOld: demo-0.1.tar.gz: too old"] or bad.reasons[0].endswith("too old")
+    assert bad.denied and bad.reasons[0].endswith("demo-0.1.tar.gz: too old")
     assert not good.denied
 
 
@@ -451,8 +451,9 @@ def test_hook_after_delete(tmp_path: Path, wheel: Path, recorder: Recorder) -> N
     upload(app, wheel)
     upload(app, make_wheel(tmp_path / "d2", "demo", "2.0"))
     apply_cleanup(app, plan_cleanup(app))
-    assert ("delete", "pypi-local", wheel.name, "cleanup p: uploaded 0.0h ago (older-than 0.0h)") in recorder.events \
-        or any(e[0] == "delete" and e[2] == wheel.name for e in recorder.events)
+    deletes = [e for e in recorder.events if e[0] == "delete"]
+    assert [e[:3] for e in deletes] == [("delete", "pypi-local", wheel.name)]
+    assert deletes[0][3].startswith("cleanup p: uploaded")
 
 
 def test_hook_after_promotion(tmp_path: Path, wheel: Path, recorder: Recorder) -> None:
