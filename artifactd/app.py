@@ -57,16 +57,21 @@ class App:
         self.hooks = Hooks(self.pm)
         self.kinds: dict[Any, RepoFactory] = self.hooks.register_repository_kinds()
         self._repos: dict[str, Repository] = {}
+        #: called with the new Config after every change (the server clears its page cache)
+        self.config_listeners: list[Callable[[Config], None]] = []
         self.hooks.configure(self._config)
         if self.created:
             self.bootstrap_admin()
 
     @staticmethod
     def _disabled(cfg: Config) -> tuple[str, ...]:
-        value = cfg.plugins.get("disable", ())
+        """``[plugins] disable = ["health", ...]`` (a list; ``[plugins.disable] names = [...]`` also works)."""
+        value: Any = cfg.plugins.get("disable", ())
         if isinstance(value, dict):
             value = value.get("names", ())
-        return tuple(value)
+        if isinstance(value, str):
+            value = (value,)
+        return tuple(str(v) for v in value)
 
     # --- configuration ----------------------------------------------------------
     @property
@@ -90,22 +95,38 @@ class App:
             self._config_mtime = m
             try:
                 cfg = load_config(self.layout.config)
+                self.set_config(cfg, save=False)
             except ConfigError as exc:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 return False
-            self.set_config(cfg, save=False)
             log.info("configuration reloaded from %s", self.layout.config)
             return True
 
     def set_config(self, cfg: Config, *, save: bool = True) -> None:
+        """Validate (core, then every plugin's ``artifactd_configure``), then install and save.
+
+        A plugin rejecting its section raises ConfigError and the previous configuration stays.
+        """
         cfg.validate()
         with self._lock:
+            old = self._config
+            try:
+                self.hooks.configure(cfg)
+            except ConfigError:
+                self.hooks.configure(old)
+                raise
+            if self._disabled(cfg) != self._disabled(old):
+                log.warning("[plugins] disable changed: restart artifactd to load or unload plugins")
             if save:
                 save_config(cfg, self.layout.config)
                 self._config_mtime = self._mtime()
             self._config = cfg
             self._repos = {}
-            self.hooks.configure(cfg)
+            for listener in list(self.config_listeners):
+                try:
+                    listener(cfg)
+                except Exception:
+                    log.exception("configuration listener failed")
 
     # --- repositories -----------------------------------------------------------
     def repository(self, name: str) -> Repository:

@@ -171,10 +171,20 @@ class ArtifactServer(ThreadingHTTPServer):
     def server_activate(self) -> None:
         super().server_activate()
         self.downloads.start()
+        self.app.config_listeners.append(self._config_changed)
+        self.watchers = start_watchers(self.app, self.pages.clear)
         self.app.hooks.startup(self.app)
+
+    def _config_changed(self, cfg: Any) -> None:
+        self.pages.clear()
 
     def server_close(self) -> None:
         super().server_close()
+        watchers = getattr(self, "watchers", None)
+        if watchers is not None:
+            watchers.stop()
+        if self._config_changed in self.app.config_listeners:
+            self.app.config_listeners.remove(self._config_changed)
         self.downloads.stop()
         self.app.hooks.shutdown(self.app)
 
@@ -184,6 +194,19 @@ class ArtifactServer(ThreadingHTTPServer):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
+
+
+def start_watchers(app: App, on_reload: Any) -> Any:
+    """Config reload and drop folder (artifactd.watch); a bad [watch] section is logged, not fatal."""
+    from artifactd.errors import ConfigError
+    from artifactd.watch import Watchers
+
+    watchers = Watchers(app, on_reload)
+    try:
+        watchers.start()
+    except (ConfigError, OSError) as exc:
+        log.error("watchers not started: %s", exc)
+    return watchers
 
 
 def make_server(app: App, host: str | None = None, port: int | None = None, **kwargs: Any) -> ArtifactServer:

@@ -454,6 +454,51 @@ class MetadataStore:
             self._bump(con, art.repo)
             return art
 
+    # --- retention (pin, protections, exact reclaim) -------------------------
+    def set_pinned(self, repo: str, project: str, version: str, pinned: bool) -> int:
+        """Pin/unpin every file of a release (cleanup never deletes pinned files). Returns files changed."""
+        with self.write() as con:
+            rows = con.execute("SELECT id, version FROM artifacts WHERE repo = ? AND project = ?",
+                               (repo, project)).fetchall()
+            ids = [r[0] for r in rows if _same_version(r[1], version)]
+            con.executemany("UPDATE artifacts SET pinned = ? WHERE id = ?", [(int(pinned), i) for i in ids])
+            return len(ids)
+
+    def protecting_property(self, artifact_id: int, keys: Sequence[str]) -> tuple[str, str] | None:
+        """The first (key, value) property among ``keys`` set on an artifact (e.g. ``promoted``)."""
+        marks = ",".join("?" * len(keys))
+        row = self.con.execute(
+            f"SELECT key, value FROM properties WHERE artifact_id = ? AND key IN ({marks}) ORDER BY key LIMIT 1",
+            (artifact_id, *keys),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def delete_unprotected(self, artifact_id: int, keys: Sequence[str]) -> Artifact | None:
+        """Delete a row unless, in the same transaction, it is pinned or carries one of ``keys``.
+
+        Returns the deleted artifact, or None when it is gone or now protected (a concurrent
+        pin or promotion wins over cleanup).
+        """
+        marks = ",".join("?" * len(keys))
+        with self.write() as con:
+            row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+            if row is None:
+                return None
+            art = _row_to_artifact(row)
+            if art.pinned or con.execute(
+                f"SELECT 1 FROM properties WHERE artifact_id = ? AND key IN ({marks}) LIMIT 1", (artifact_id, *keys)
+            ).fetchone():
+                return None
+            con.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
+            self._bump(con, art.repo)
+            return art
+
+    def referencing_ids(self, sha256: str) -> set[int]:
+        """Ids of every row (any repository) whose file or core-metadata blob is ``sha256``."""
+        rows = self.con.execute("SELECT id FROM artifacts WHERE sha256 = ? OR metadata_sha256 = ?",
+                                (sha256, sha256)).fetchall()
+        return {r[0] for r in rows}
+
     def record_download(self, artifact_id: int, when: str) -> None:
         # Best effort, never blocks a download for long.
         try:
@@ -779,6 +824,12 @@ class MetadataStore:
                                 "SELECT ?, key, value FROM properties WHERE artifact_id = ?", (new_id, src.id))
                     copy = _row_to_artifact(con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?",
                                                         (new_id,)).fetchone())
+                # Retention never deletes what was promoted: mark the copy, and the source it came from.
+                con.execute("INSERT OR IGNORE INTO properties(artifact_id, key, value) VALUES(?, 'promoted', ?)",
+                            (copy.id, f"from {src.repo}"))
+                if not move:
+                    con.execute("INSERT OR IGNORE INTO properties(artifact_id, key, value) VALUES(?, 'promoted', ?)",
+                                (src.id, f"to {target}"))
                 if move:
                     con.execute("DELETE FROM artifacts WHERE id = ?", (src.id,))
                     if build_id is not None:
