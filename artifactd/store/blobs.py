@@ -208,6 +208,10 @@ class BlobStore:
             # Same digest: the same bytes are already stored (concurrent identical uploads).
             if dest.stat().st_size != size:  # pragma: no cover - a sha256 collision or a damaged blob
                 log.error("blob %s exists with a different size; fsck will report it", sha256)
+            try:  # a fresh mtime keeps gc's grace period from sweeping it before our row is written
+                os.utime(dest)
+            except OSError:
+                pass
         else:
             _fsync_dir(dest.parent)
             if new_dirs:
