@@ -125,3 +125,10 @@ class InsufficientStorage(ArtifactdError):
 
     http_status = 507
     reason = "Insufficient Storage"
+
+
+class StoreDamaged(ArtifactdError):
+    """A stored blob is missing or does not match its digest: never served; 'artifactd fsck' reports it."""
+
+    http_status = 500
+    reason = "Internal Server Error"

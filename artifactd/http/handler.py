@@ -23,8 +23,10 @@ from artifactd.errors import (
     PayloadTooLarge,
     RangeNotSatisfiable,
     RepositoryNotFound,
+    TooManyRequests,
 )
 from artifactd.formats.pypi import simple
+from artifactd.http import throttle
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 
 if TYPE_CHECKING:
@@ -128,6 +130,8 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         if status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="artifactd"'
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
         if isinstance(exc, PayloadTooLarge):
             self.close_connection = True
         if isinstance(exc, RangeNotSatisfiable) and getattr(exc, "length", None) is not None:
@@ -184,7 +188,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- auth ------------------------------------------------------------------------------
     def principal(self) -> Principal:
         if not hasattr(self, "_principal"):
-            self._principal = self.server.app.authenticate(self.headers.get("Authorization"))
+            self._principal = throttle.authenticate(self.server.app, getattr(self.server, "login_throttle", None),
+                                                    self.headers.get("Authorization"), self.client_address[0])
         return self._principal
 
     def require(self, action: str, repo: str) -> Principal:
@@ -192,6 +197,8 @@ class Handler(BaseHTTPRequestHandler):
         if action == "read":
             try:
                 p = self.principal()
+            except TooManyRequests:
+                raise
             except ArtifactdError:
                 p = ANONYMOUS
                 cfg = app.config.repo(repo)
