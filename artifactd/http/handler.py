@@ -72,6 +72,24 @@ class Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.request_timeout
         super().setup()
 
+    def handle_one_request(self) -> None:
+        # The whole request head must arrive within request_timeout (slowloris; http/deadline.py).
+        deadlines = getattr(self.server, "head_deadlines", None)
+        if deadlines is not None:
+            deadlines.arm(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            if deadlines is not None:
+                deadlines.disarm(self.connection)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        deadlines = getattr(self.server, "head_deadlines", None)
+        if deadlines is not None:
+            deadlines.disarm(self.connection)
+        return ok
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.info("%s - %s", self.address_string(), format % args)
 

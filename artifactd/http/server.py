@@ -10,6 +10,7 @@ from typing import Any
 
 from artifactd.app import App
 from artifactd.http.handler import Handler
+from artifactd.http.deadline import HeadDeadlines
 from artifactd.http.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class ArtifactServer(ThreadingHTTPServer):
         self.request_timeout = timeout if timeout is not None else cfg.request_timeout
         self._last_reload_check = 0.0
         self.login_throttle = LoginThrottle()
+        self.head_deadlines = HeadDeadlines(self.request_timeout)
         super().__init__(address, Handler)
 
     def maybe_reload(self) -> None:
@@ -173,11 +175,13 @@ class ArtifactServer(ThreadingHTTPServer):
     def server_activate(self) -> None:
         super().server_activate()
         self.downloads.start()
+        self.head_deadlines.start()
         self.app.hooks.startup(self.app)
 
     def server_close(self) -> None:
         super().server_close()
         self.downloads.stop()
+        self.head_deadlines.stop()
         self.app.hooks.shutdown(self.app)
 
     @property
