@@ -66,7 +66,8 @@ def add_user(app: "App", name: str, password: str | None, *, admin: bool = False
 
 def delete_user(app: "App", name: str, *, who: Principal | None = None, address: str | None = None) -> None:
     """Remove a user with its tokens and grants (cascade)."""
-    if name == "admin" and sum(1 for _, is_admin, _ in app.db.users() if is_admin) <= 1:
+    admins = [n for n, is_admin, _ in app.db.users() if is_admin]
+    if admins == [name]:
         raise Forbidden("refusing to delete the last admin user")
     app.db.delete_user(name)
     _audit(app, who, "user-delete", name, address=address)

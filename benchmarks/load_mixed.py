@@ -73,7 +73,7 @@ def main() -> int:
     port_n = int(port)
 
     def conn() -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(host, port_n, timeout=30)
+        return http.client.HTTPConnection(host, port_n, timeout=120)  # twine-like patience under load
 
     # Probe the generic route (added by another branch): PUT to a hosted generic repo.
     c = conn()
