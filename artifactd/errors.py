@@ -132,3 +132,11 @@ class StoreDamaged(ArtifactdError):
 
     http_status = 500
     reason = "Internal Server Error"
+
+
+class ServiceUnavailable(ArtifactdError):
+    """Temporarily overloaded (e.g. the database stayed locked past the busy timeout): retry later."""
+
+    http_status = 503
+    reason = "Service Unavailable"
+    retry_after = 1

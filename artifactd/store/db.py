@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from artifactd.errors import Conflict, FileExists, InsufficientStorage, NotFound
+from artifactd.errors import Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
 from artifactd.model import Artifact, TokenInfo
 
 SCHEMA_VERSION = 1
@@ -186,7 +186,13 @@ class MetadataStore:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction; disk-full becomes InsufficientStorage."""
         con = self.con
-        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                # Still locked after busy_timeout: overloaded, retryable (twine retries 5xx); nothing written.
+                raise ServiceUnavailable(f"database busy, try again: {exc}") from exc
+            raise
         try:
             yield con
             con.execute("COMMIT")
