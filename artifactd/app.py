@@ -180,11 +180,19 @@ class App:
                 raise Unauthorized("this token has expired")
             if scheme == "basic" and user not in ("__token__", info.user):
                 raise Unauthorized("invalid or non-existent authentication information")
-            return Principal(user=info.user, scopes=info.scopes, repos=info.repos, is_admin=is_admin and "admin" in info.scopes)
+            return Principal(user=info.user, scopes=info.scopes, repos=info.repos,
+                             is_admin=is_admin and "admin" in info.scopes, grants=self._grants(info.user, is_admin))
         row = self.db.get_user(user)
         if row is None or not auth.verify_password(secret, row[1]):
             raise Unauthorized("invalid or non-existent authentication information")
-        return Principal(user=row[0], scopes=("admin",) if row[2] else ("write",), is_admin=row[2])
+        return Principal(user=row[0], scopes=("read", "write", "delete", "admin"), is_admin=row[2],
+                         grants=self._grants(row[0], row[2]))
+
+    def _grants(self, user: str, is_admin: bool) -> tuple[tuple[str, str], ...]:
+        """Per-repository levels (``artifactd perm``); an admin user holds admin everywhere."""
+        if is_admin:
+            return (("*", "admin"),)
+        return tuple((repo, level) for _, repo, level in self.db.permissions(user))
 
     def require(self, principal: Principal, action: str, repo: str) -> None:
         """Raise Unauthorized (no credentials) or Forbidden (not allowed) unless permitted."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound
+from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
 from artifactd.model import Artifact, TokenInfo
 from artifactd.store import oci_db
 
@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS tokens(
     expires TEXT,
     last_used TEXT,
     revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS permissions(
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    repo TEXT NOT NULL,
+    level TEXT NOT NULL,
+    PRIMARY KEY(user, repo)
 );
 CREATE TABLE IF NOT EXISTS audit(
     id INTEGER PRIMARY KEY,
@@ -289,7 +295,13 @@ class MetadataStore:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction; disk-full becomes InsufficientStorage."""
         con = self.con
-        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                # Still locked after busy_timeout: overloaded, retryable (twine retries 5xx); nothing written.
+                raise ServiceUnavailable(f"database busy, try again: {exc}") from exc
+            raise
         try:
             yield con
             con.execute("COMMIT")
@@ -586,6 +598,36 @@ class MetadataStore:
         except sqlite3.OperationalError:
             pass
 
+    def delete_user(self, name: str) -> None:
+        with self.write() as con:
+            if con.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"no user named {name!r}")
+
+    def set_password(self, name: str, password_hash: str | None) -> None:
+        with self.write() as con:
+            cur = con.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
+            if cur.rowcount == 0:
+                raise NotFound(f"no user named {name!r}")
+
+    # --- per-repository permissions (repo "*" = every repository) -------------
+    def grant(self, user: str, repo: str, level: str) -> None:
+        with self.write() as con:
+            con.execute("INSERT INTO permissions(user, repo, level) VALUES(?,?,?) "
+                        "ON CONFLICT(user, repo) DO UPDATE SET level = excluded.level", (user, repo, level))
+
+    def revoke(self, user: str, repo: str) -> bool:
+        with self.write() as con:
+            return con.execute("DELETE FROM permissions WHERE user = ? AND repo = ?", (user, repo)).rowcount > 0
+
+    def permissions(self, user: str | None = None) -> list[tuple[str, str, str]]:
+        """(user, repo, level) rows, sorted."""
+        sql = "SELECT user, repo, level FROM permissions"
+        args: tuple[Any, ...] = ()
+        if user is not None:
+            sql += " WHERE user = ?"
+            args = (user,)
+        return [(r[0], r[1], r[2]) for r in self.con.execute(sql + " ORDER BY user, repo", args)]
+
     # --- audit ---------------------------------------------------------------
     def audit(self, time: str, user: str | None, address: str | None, action: str, repo: str | None,
               target: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -595,14 +637,14 @@ class MetadataStore:
                 (time, user, address, action, repo, target, json.dumps(detail) if detail else None),
             )
 
-    def audit_records(self, since: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def audit_records(self, since: str | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
         sql = "SELECT id, time, user, address, action, repo, target, detail FROM audit"
         args: list[Any] = []
         if since:
             sql += " WHERE time >= ?"
             args.append(since)
         sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
+        args.append(-1 if limit is None else limit)
         cols = ("id", "time", "user", "address", "action", "repo", "target", "detail")
         out = []
         for r in self.con.execute(sql, args):
