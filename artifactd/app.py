@@ -57,16 +57,21 @@ class App:
         self.hooks = Hooks(self.pm)
         self.kinds: dict[Any, RepoFactory] = self.hooks.register_repository_kinds()
         self._repos: dict[str, Repository] = {}
+        #: called with the new Config after every change (the server clears its page cache)
+        self.config_listeners: list[Callable[[Config], None]] = []
         self.hooks.configure(self._config)
         if self.created:
             self.bootstrap_admin()
 
     @staticmethod
     def _disabled(cfg: Config) -> tuple[str, ...]:
-        value = cfg.plugins.get("disable", ())
+        """``[plugins] disable = ["health", ...]`` (a list; ``[plugins.disable] names = [...]`` also works)."""
+        value: Any = cfg.plugins.get("disable", ())
         if isinstance(value, dict):
             value = value.get("names", ())
-        return tuple(value)
+        if isinstance(value, str):
+            value = (value,)
+        return tuple(str(v) for v in value)
 
     # --- configuration ----------------------------------------------------------
     @property
@@ -90,22 +95,38 @@ class App:
             self._config_mtime = m
             try:
                 cfg = load_config(self.layout.config)
+                self.set_config(cfg, save=False)
             except ConfigError as exc:
                 log.error("configuration not reloaded, keeping the previous one: %s", exc)
                 return False
-            self.set_config(cfg, save=False)
             log.info("configuration reloaded from %s", self.layout.config)
             return True
 
     def set_config(self, cfg: Config, *, save: bool = True) -> None:
+        """Validate (core, then every plugin's ``artifactd_configure``), then install and save.
+
+        A plugin rejecting its section raises ConfigError and the previous configuration stays.
+        """
         cfg.validate()
         with self._lock:
+            old = self._config
+            try:
+                self.hooks.configure(cfg)
+            except ConfigError:
+                self.hooks.configure(old)
+                raise
+            if self._disabled(cfg) != self._disabled(old):
+                log.warning("[plugins] disable changed: restart artifactd to load or unload plugins")
             if save:
                 save_config(cfg, self.layout.config)
                 self._config_mtime = self._mtime()
             self._config = cfg
             self._repos = {}
-            self.hooks.configure(cfg)
+            for listener in list(self.config_listeners):
+                try:
+                    listener(cfg)
+                except Exception:
+                    log.exception("configuration listener failed")
 
     # --- repositories -----------------------------------------------------------
     def repository(self, name: str) -> Repository:
@@ -159,11 +180,19 @@ class App:
                 raise Unauthorized("this token has expired")
             if scheme == "basic" and user not in ("__token__", info.user):
                 raise Unauthorized("invalid or non-existent authentication information")
-            return Principal(user=info.user, scopes=info.scopes, repos=info.repos, is_admin=is_admin and "admin" in info.scopes)
+            return Principal(user=info.user, scopes=info.scopes, repos=info.repos,
+                             is_admin=is_admin and "admin" in info.scopes, grants=self._grants(info.user, is_admin))
         row = self.db.get_user(user)
         if row is None or not auth.verify_password(secret, row[1]):
             raise Unauthorized("invalid or non-existent authentication information")
-        return Principal(user=row[0], scopes=("admin",) if row[2] else ("write",), is_admin=row[2])
+        return Principal(user=row[0], scopes=("read", "write", "delete", "admin"), is_admin=row[2],
+                         grants=self._grants(row[0], row[2]))
+
+    def _grants(self, user: str, is_admin: bool) -> tuple[tuple[str, str], ...]:
+        """Per-repository levels (``artifactd perm``); an admin user holds admin everywhere."""
+        if is_admin:
+            return (("*", "admin"),)
+        return tuple((repo, level) for _, repo, level in self.db.permissions(user))
 
     def require(self, principal: Principal, action: str, repo: str) -> None:
         """Raise Unauthorized (no credentials) or Forbidden (not allowed) unless permitted."""

@@ -241,6 +241,13 @@ _REPO_KEYS = {
     "writable-member": ("writable_member", str),
 }
 _TOP_KEYS = {"server", "repositories", "plugins", "cleanup", "watch"}
+#: ``[watch]`` (artifactd.watch): live config reload and a drop folder imported into a hosted repository.
+_WATCH_KEYS: dict[str, Any] = {
+    "reload": bool,
+    "drop-folder": str,
+    "drop-repository": str,
+    "settle": "duration",
+}
 
 
 class _Locator:
@@ -321,14 +328,23 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     cleanup = _table(doc, "cleanup", loc)
     for section, tables in (("plugins", plugins), ("cleanup", cleanup)):
         for name, table in tables.items():
+            if section == "plugins" and name == "disable":  # [plugins] disable = ["health", ...]
+                _coerce(table, "strlist", "plugins.disable", loc.at(name, section))
+                continue
             if not isinstance(table, dict):
                 raise ConfigError(f"{loc.at(name, section)}: {section}.{name} must be a table")
+    watch = _table(doc, "watch", loc)
+    for key, value in watch.items():
+        if key not in _WATCH_KEYS:
+            raise ConfigError(f"{loc.at(key, 'watch')}: unknown key 'watch.{key}' "
+                              f"(expected one of {', '.join(sorted(_WATCH_KEYS))})")
+        _coerce(value, _WATCH_KEYS[key], f"watch.{key}", loc.at(key, "watch"))
     cfg = Config(
         server=ServerConfig(**server_kwargs),
         repositories=repos,
         plugins=plugins,
         cleanup=cleanup,
-        watch=_table(doc, "watch", loc),
+        watch=watch,
         path=path,
     )
     try:

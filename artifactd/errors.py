@@ -125,3 +125,18 @@ class InsufficientStorage(ArtifactdError):
 
     http_status = 507
     reason = "Insufficient Storage"
+
+
+class StoreDamaged(ArtifactdError):
+    """A stored blob is missing or does not match its digest: never served; 'artifactd fsck' reports it."""
+
+    http_status = 500
+    reason = "Internal Server Error"
+
+
+class ServiceUnavailable(ArtifactdError):
+    """Temporarily overloaded (e.g. the database stayed locked past the busy timeout): retry later."""
+
+    http_status = 503
+    reason = "Service Unavailable"
+    retry_after = 1

@@ -156,29 +156,46 @@ class TokenInfo:
     revoked: bool
 
 
+LEVELS = {"read": 0, "write": 1, "delete": 2, "admin": 3}
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is making a request."""
+    """Who is making a request.
+
+    ``scopes`` cap what this credential may do (a token's scopes; a password gets all);
+    ``grants`` are the user's per-repository levels, loaded at authentication
+    (repo ``"*"`` = every repository). ``grants=None`` means scopes alone decide
+    (internal principals such as SYSTEM). Both must allow an action.
+    """
 
     user: str | None  # None: anonymous
     scopes: tuple[str, ...] = ()
     repos: tuple[str, ...] = ()
     is_admin: bool = False
+    grants: tuple[tuple[str, str], ...] | None = None
 
     @property
     def anonymous(self) -> bool:
         return self.user is None
+
+    def level(self, repo: str) -> int:
+        """The user's granted level on ``repo`` (-1: none)."""
+        if self.grants is None:
+            return LEVELS["admin"]
+        return max((LEVELS.get(lvl, -1) for r, lvl in self.grants if r in (repo, "*")), default=-1)
 
     def can(self, action: str, repo: str) -> bool:
         if self.user is None:
             return False
         if self.repos and repo not in self.repos:
             return False
-        if self.is_admin or "admin" in self.scopes:
+        if self.is_admin:
             return True
-        order = {"read": 0, "write": 1, "delete": 2, "admin": 3}
-        need = order.get(action, 3)
-        return any(order.get(s, -1) >= need for s in self.scopes)
+        need = LEVELS.get(action, LEVELS["admin"])
+        if not any(LEVELS.get(s, -1) >= need for s in self.scopes):
+            return False
+        return self.level(repo) >= need
 
 
 ANONYMOUS = Principal(user=None)

@@ -31,6 +31,9 @@ BUILTINS: dict[str, str] = {
     "pypi": "artifactd.formats.pypi.plugin",
     "generic": "artifactd.formats.generic.plugin",
     "docker": "artifactd.formats.oci.plugin",
+    "health": "artifactd_plugins.health",
+    "license": "artifactd_plugins.license",
+    "retention": "artifactd_plugins.retention",
 }
 
 
@@ -51,6 +54,8 @@ def make_plugin_manager(
         if name in ESSENTIAL:
             raise ConfigError(f"plugin {name!r} is essential and cannot be disabled")
         pm.set_blocked(name)
+    # Historic: replayed to every plugin registered below, which may add specs or keep ``pm``.
+    pm.hook.artifactd_addhooks.call_historic(kwargs={"pluginmanager": pm})
     if load_entrypoints:
         _load_entrypoints(pm)
     for name, modname in BUILTINS.items():
@@ -146,7 +151,11 @@ class Hooks:
         hook = getattr(self.pm.hook, hookname)
         for impl in reversed(hook.get_hookimpls()):
             args = {k: v for k, v in kwargs.items() if k in impl.argnames}
-            res = impl.function(**args)
+            try:
+                res = impl.function(**args)
+            except Exception as exc:  # a broken gate fails closed, and says so
+                log.exception("plugin %s failed in %s", impl.plugin_name, hookname)
+                res = Verdict.deny(f"plugin error: {exc}")
             if res is None:
                 continue
             for v in res if isinstance(res, (list, tuple)) else [res]:

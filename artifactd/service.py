@@ -154,8 +154,7 @@ def commit_pypi_upload(
         metadata_json=json.dumps(meta.to_dict()),
     ))
     if created:
-        app.db.audit(now, principal.user, address, "upload", repo, art.path,
-                     {"sha256": art.sha256, "size": art.size})
+        _audit(app, principal, "upload", repo, art.path, {"sha256": art.sha256, "size": art.size}, address)
         app.hooks.after_upload(repo, art)
     return UploadResult(art, created)
 
@@ -213,33 +212,35 @@ NoOp = _NoOp
 # --- yank ---------------------------------------------------------------------------
 
 def yank(app: "App", repo: str, project: str, version: str | None, *, filename: str | None = None,
-         reason: str | None = None, undo: bool = False, principal: Principal = SYSTEM) -> int:
+         reason: str | None = None, undo: bool = False, principal: Principal | None = None,
+         address: str | None = None) -> int:
     _hosted(app, repo)
     norm = canonicalize_name(project)
     n = app.db.set_yanked(repo, norm, version, filename, not undo, reason)
     if n == 0:
         what = filename or (f"{project} {version}" if version else project)
         raise NotFound(f"{what} not found in {repo}")
-    app.db.audit(isotime(utcnow()), principal.user, None, "unyank" if undo else "yank", repo,
-                 f"{norm}/{version or '*'}", {"files": n, "reason": reason})
+    _audit(app, principal, "unyank" if undo else "yank", repo, f"{norm}/{version or '*'}",
+           {"files": n, "reason": reason, "file": filename}, address)
     return n
 
 
 # --- repositories ---------------------------------------------------------------------
 
 def create_repository(app: "App", name: str, rtype: str, fmt: str = "pypi", *, members: tuple[str, ...] = (),
-                      merge: tuple[str, ...] = (), url: str | None = None, **extra: Any) -> RepoConfig:
+                      merge: tuple[str, ...] = (), url: str | None = None, who: Principal | None = None,
+                      **extra: Any) -> RepoConfig:
     validate_repo_name(name)
     if app.config.repo(name) is not None:
         raise Conflict(f"repository {name!r} already exists")
     repo = make_repo(name=name, type=rtype, format=fmt, members=tuple(members), merge=tuple(merge), url=url,
                      **{k: v for k, v in extra.items() if v is not None})
     app.set_config(app.config.with_repo(repo))
-    app.db.audit(isotime(utcnow()), None, None, "repo-create", name, None, {"type": rtype, "format": fmt})
+    _audit(app, who, "repo-create", name, None, {"type": rtype, "format": fmt})
     return repo
 
 
-def delete_repository(app: "App", name: str, *, force: bool = False) -> int:
+def delete_repository(app: "App", name: str, *, force: bool = False, who: Principal | None = None) -> int:
     """Remove a repository's definition and its rows (blobs go at the next gc)."""
     if app.config.repo(name) is None:
         raise RepositoryNotFound(f"no repository named {name!r}")
@@ -252,7 +253,7 @@ def delete_repository(app: "App", name: str, *, force: bool = False) -> int:
     for art in app.db.artifacts(name):
         app.db.delete_artifact(art.id)
     app.set_config(app.config.without_repo(name))
-    app.db.audit(isotime(utcnow()), None, None, "repo-delete", name, None, {"files": count})
+    _audit(app, who, "repo-delete", name, None, {"files": count})
     return count
 
 
@@ -289,13 +290,25 @@ def redact_url(url: str) -> str:
     return url
 
 
+def _audit(app: "App", who: Principal | None, action: str, repo: str | None, target: str | None,
+           detail: dict[str, Any] | None = None, address: str | None = None) -> None:
+    """Record a write: who (a request's principal, else the local OS user), what, when, from where."""
+    from artifactd.accounts import local_principal
+
+    if who is None or who is SYSTEM:
+        who = local_principal()
+        address = address or "local"
+    app.db.audit(isotime(utcnow()), who.user, address, action, repo, target, detail)
+
+
 # --- tokens ---------------------------------------------------------------------------
 
 SCOPES = ("read", "write", "delete", "admin")
 
 
 def create_token(app: "App", user: str, name: str, scopes: tuple[str, ...] = ("write",),
-                 repos: tuple[str, ...] = (), expires_in: float | None = None) -> tuple[str, TokenInfo]:
+                 repos: tuple[str, ...] = (), expires_in: float | None = None, who: Principal | None = None,
+                 address: str | None = None) -> tuple[str, TokenInfo]:
     import datetime as dt
 
     for s in scopes:
@@ -306,11 +319,15 @@ def create_token(app: "App", user: str, name: str, scopes: tuple[str, ...] = ("w
             raise RepositoryNotFound(f"no repository named {r!r}")
     if app.db.get_user(user) is None:
         raise NotFound(f"no user named {user!r}")
+    from artifactd.accounts import check_token_scopes
+
+    check_token_scopes(app, user, scopes, repos)
     token = auth.new_token()
     now = utcnow()
     expires = isotime(now + dt.timedelta(seconds=expires_in)) if expires_in else None
     tid = app.db.add_token(user, name, auth.hash_token(token), scopes, repos, isotime(now), expires)
-    app.db.audit(isotime(now), user, None, "token-create", None, str(tid), {"scopes": list(scopes)})
+    _audit(app, who, "token-create", None, str(tid), {"user": user, "scopes": list(scopes), "repos": list(repos)},
+           address)
     info = next(t for t in app.db.tokens(user) if t.id == tid)
     return token, info
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -107,13 +107,14 @@ class Proc:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.preexec: Any = None  # e.g. set resource limits in the child (disk-full tests)
 
     def start(self, port: int = 0) -> "Proc":
         offset = self.log.stat().st_size if self.log.exists() else 0
         fh = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "artifactd", "--data-dir", str(self.data_dir), "serve", "--port", str(port)],
-            stdout=fh, stderr=fh,
+            stdout=fh, stderr=fh, preexec_fn=self.preexec,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -337,7 +337,9 @@ def token_list(c: Ctx, user: str | None, as_json: bool) -> None:
 @pass_ctx
 def token_revoke(c: Ctx, token_id: int) -> None:
     """Revoke a token by id."""
-    c.app().db.revoke_token(token_id)
+    from artifactd.accounts import revoke_token
+
+    revoke_token(c.app(), token_id)
     click.echo(f"revoked token {token_id}")
 
 

@@ -24,10 +24,11 @@ from artifactd.errors import (
     PayloadTooLarge,
     RangeNotSatisfiable,
     RepositoryNotFound,
+    TooManyRequests,
 )
 from artifactd.formats.generic.paths import join_segments, parse_matrix, split_matrix
 from artifactd.formats.pypi import simple
-from artifactd.http import api, oci
+from artifactd.http import api, oci, throttle
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 from artifactd.web import routes as web
 
@@ -73,6 +74,24 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.request_timeout  # type: ignore[misc]  # per-server socket timeout
         super().setup()
+
+    def handle_one_request(self) -> None:
+        # The whole request head must arrive within request_timeout (slowloris; http/deadline.py).
+        deadlines = getattr(self.server, "head_deadlines", None)
+        if deadlines is not None:
+            deadlines.arm(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            if deadlines is not None:
+                deadlines.disarm(self.connection)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        deadlines = getattr(self.server, "head_deadlines", None)
+        if deadlines is not None:
+            deadlines.disarm(self.connection)
+        return ok
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.info("%s - %s", self.address_string(), format % args)
@@ -132,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         if status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="artifactd"'
+        if getattr(exc, "retry_after", None):
+            headers["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
         if isinstance(exc, PayloadTooLarge):
             self.close_connection = True
         if isinstance(exc, RangeNotSatisfiable) and getattr(exc, "length", None) is not None:
@@ -196,7 +217,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- auth ------------------------------------------------------------------------------
     def principal(self) -> Principal:
         if not hasattr(self, "_principal"):
-            self._principal = self.server.app.authenticate(self.headers.get("Authorization"))
+            self._principal = throttle.authenticate(self.server.app, getattr(self.server, "login_throttle", None),
+                                                    self.headers.get("Authorization"), self.client_address[0])
         return self._principal
 
     def require(self, action: str, repo: str) -> Principal:
@@ -204,6 +226,8 @@ class Handler(BaseHTTPRequestHandler):
         if action == "read":
             try:
                 p = self.principal()
+            except TooManyRequests:
+                raise
             except ArtifactdError:
                 p = ANONYMOUS
                 cfg = app.config.repo(repo)

@@ -10,6 +10,8 @@ from typing import Any
 
 from artifactd.app import App
 from artifactd.http.handler import Handler
+from artifactd.http.deadline import HeadDeadlines
+from artifactd.http.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,7 @@ class ArtifactServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    slot_wait = 5.0  # seconds a new connection may wait for a free handler slot before its 503
 
     def __init__(self, app: App, address: tuple[str, int], *, max_connections: int | None = None,
                  timeout: float | None = None) -> None:
@@ -135,6 +138,8 @@ class ArtifactServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(max_connections or cfg.max_connections)
         self.request_timeout = timeout if timeout is not None else cfg.request_timeout
         self._last_reload_check = 0.0
+        self.login_throttle = LoginThrottle()
+        self.head_deadlines = HeadDeadlines(self.request_timeout)
         super().__init__(address, Handler)
 
     def maybe_reload(self) -> None:
@@ -147,7 +152,7 @@ class ArtifactServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Bound concurrent handler threads; past the bound, answer 503 at once.
-        if not self.slots.acquire(timeout=5.0):
+        if not self.slots.acquire(timeout=self.slot_wait):
             try:
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\n"
                                 b"Connection: close\r\nRetry-After: 1\r\n\r\nserver is too busy\r\n")
@@ -171,11 +176,23 @@ class ArtifactServer(ThreadingHTTPServer):
     def server_activate(self) -> None:
         super().server_activate()
         self.downloads.start()
+        self.app.config_listeners.append(self._config_changed)
+        self.watchers = start_watchers(self.app, self.pages.clear)
+        self.head_deadlines.start()
         self.app.hooks.startup(self.app)
+
+    def _config_changed(self, cfg: Any) -> None:
+        self.pages.clear()
 
     def server_close(self) -> None:
         super().server_close()
+        watchers = getattr(self, "watchers", None)
+        if watchers is not None:
+            watchers.stop()
+        if self._config_changed in self.app.config_listeners:
+            self.app.config_listeners.remove(self._config_changed)
         self.downloads.stop()
+        self.head_deadlines.stop()
         self.app.hooks.shutdown(self.app)
 
     @property
@@ -184,6 +201,19 @@ class ArtifactServer(ThreadingHTTPServer):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
+
+
+def start_watchers(app: App, on_reload: Any) -> Any:
+    """Config reload and drop folder (artifactd.watch); a bad [watch] section is logged, not fatal."""
+    from artifactd.errors import ConfigError
+    from artifactd.watch import Watchers
+
+    watchers = Watchers(app, on_reload)
+    try:
+        watchers.start()
+    except (ConfigError, OSError) as exc:
+        log.error("watchers not started: %s", exc)
+    return watchers
 
 
 def make_server(app: App, host: str | None = None, port: int | None = None, **kwargs: Any) -> ArtifactServer:

@@ -1,13 +1,13 @@
 """Hosted repositories: the authoritative copy, backed by the metadata store and blobs."""
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
 from artifactd.errors import FileNotFound, ProjectNotFound
 from artifactd.model import Artifact, DistFile, ProjectPage, ProjectRef, StoredFile
+from artifactd.store.verify import verifier
 
 if TYPE_CHECKING:
     from artifactd.app import App
@@ -33,13 +33,9 @@ def sorted_versions(files: list[DistFile]) -> tuple[str, ...]:
 
 
 def stored(app: "App", sha256: str, size: int | None = None) -> StoredFile:
+    """A blob ready to serve, verified first (store/verify.py): damaged or missing → StoreDamaged (500)."""
     path = app.blobs.path(sha256)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise FileNotFound(f"blob {sha256} is missing from the store (run 'artifactd fsck')") from None
-    if size is not None and st.st_size != size:
-        raise FileNotFound(f"blob {sha256} is damaged (size {st.st_size}, expected {size}; run 'artifactd fsck')")
+    st = verifier(app.blobs).check(sha256, path, size)
     return StoredFile(path=path, sha256=sha256, size=st.st_size, mtime=st.st_mtime)
 
 

@@ -206,8 +206,17 @@ class BlobStore:
             os.link(tmp, dest)
         except FileExistsError:
             # Same digest: the same bytes are already stored (concurrent identical uploads).
-            if dest.stat().st_size != size:  # pragma: no cover - a sha256 collision or a damaged blob
-                log.error("blob %s exists with a different size; fsck will report it", sha256)
+            # Refresh its mtime so a concurrent gc/cleanup sees it as in use (policy.remove_blob_if_unreferenced);
+            # if that sweep moved it away meanwhile, link our copy instead.
+            try:
+                os.utime(dest)
+                if dest.stat().st_size != size:  # pragma: no cover - a sha256 collision or a damaged blob
+                    log.error("blob %s exists with a different size; fsck will report it", sha256)
+            except FileNotFoundError:
+                try:
+                    os.link(tmp, dest)
+                except FileExistsError:
+                    pass
         else:
             _fsync_dir(dest.parent)
             if new_dirs:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound
+from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
 from artifactd.model import Artifact, TokenInfo
 from artifactd.store import oci_db, web_sessions
 
@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS tokens(
     expires TEXT,
     last_used TEXT,
     revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS permissions(
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    repo TEXT NOT NULL,
+    level TEXT NOT NULL,
+    PRIMARY KEY(user, repo)
 );
 CREATE TABLE IF NOT EXISTS audit(
     id INTEGER PRIMARY KEY,
@@ -290,7 +296,13 @@ class MetadataStore:
     def write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction; disk-full becomes InsufficientStorage."""
         con = self.con
-        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                # Still locked after busy_timeout: overloaded, retryable (twine retries 5xx); nothing written.
+                raise ServiceUnavailable(f"database busy, try again: {exc}") from exc
+            raise
         try:
             yield con
             con.execute("COMMIT")
@@ -455,6 +467,51 @@ class MetadataStore:
             self._bump(con, art.repo)
             return art
 
+    # --- retention (pin, protections, exact reclaim) -------------------------
+    def set_pinned(self, repo: str, project: str, version: str, pinned: bool) -> int:
+        """Pin/unpin every file of a release (cleanup never deletes pinned files). Returns files changed."""
+        with self.write() as con:
+            rows = con.execute("SELECT id, version FROM artifacts WHERE repo = ? AND project = ?",
+                               (repo, project)).fetchall()
+            ids = [r[0] for r in rows if _same_version(r[1], version)]
+            con.executemany("UPDATE artifacts SET pinned = ? WHERE id = ?", [(int(pinned), i) for i in ids])
+            return len(ids)
+
+    def protecting_property(self, artifact_id: int, keys: Sequence[str]) -> tuple[str, str] | None:
+        """The first (key, value) property among ``keys`` set on an artifact (e.g. ``promoted``)."""
+        marks = ",".join("?" * len(keys))
+        row = self.con.execute(
+            f"SELECT key, value FROM properties WHERE artifact_id = ? AND key IN ({marks}) ORDER BY key LIMIT 1",
+            (artifact_id, *keys),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def delete_unprotected(self, artifact_id: int, keys: Sequence[str]) -> Artifact | None:
+        """Delete a row unless, in the same transaction, it is pinned or carries one of ``keys``.
+
+        Returns the deleted artifact, or None when it is gone or now protected (a concurrent
+        pin or promotion wins over cleanup).
+        """
+        marks = ",".join("?" * len(keys))
+        with self.write() as con:
+            row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+            if row is None:
+                return None
+            art = _row_to_artifact(row)
+            if art.pinned or con.execute(
+                f"SELECT 1 FROM properties WHERE artifact_id = ? AND key IN ({marks}) LIMIT 1", (artifact_id, *keys)
+            ).fetchone():
+                return None
+            con.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
+            self._bump(con, art.repo)
+            return art
+
+    def referencing_ids(self, sha256: str) -> set[int]:
+        """Ids of every row (any repository) whose file or core-metadata blob is ``sha256``."""
+        rows = self.con.execute("SELECT id FROM artifacts WHERE sha256 = ? OR metadata_sha256 = ?",
+                                (sha256, sha256)).fetchall()
+        return {r[0] for r in rows}
+
     def record_download(self, artifact_id: int, when: str) -> None:
         # Best effort, never blocks a download for long.
         try:
@@ -542,6 +599,36 @@ class MetadataStore:
         except sqlite3.OperationalError:
             pass
 
+    def delete_user(self, name: str) -> None:
+        with self.write() as con:
+            if con.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"no user named {name!r}")
+
+    def set_password(self, name: str, password_hash: str | None) -> None:
+        with self.write() as con:
+            cur = con.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
+            if cur.rowcount == 0:
+                raise NotFound(f"no user named {name!r}")
+
+    # --- per-repository permissions (repo "*" = every repository) -------------
+    def grant(self, user: str, repo: str, level: str) -> None:
+        with self.write() as con:
+            con.execute("INSERT INTO permissions(user, repo, level) VALUES(?,?,?) "
+                        "ON CONFLICT(user, repo) DO UPDATE SET level = excluded.level", (user, repo, level))
+
+    def revoke(self, user: str, repo: str) -> bool:
+        with self.write() as con:
+            return con.execute("DELETE FROM permissions WHERE user = ? AND repo = ?", (user, repo)).rowcount > 0
+
+    def permissions(self, user: str | None = None) -> list[tuple[str, str, str]]:
+        """(user, repo, level) rows, sorted."""
+        sql = "SELECT user, repo, level FROM permissions"
+        args: tuple[Any, ...] = ()
+        if user is not None:
+            sql += " WHERE user = ?"
+            args = (user,)
+        return [(r[0], r[1], r[2]) for r in self.con.execute(sql + " ORDER BY user, repo", args)]
+
     # --- audit ---------------------------------------------------------------
     def audit(self, time: str, user: str | None, address: str | None, action: str, repo: str | None,
               target: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -551,14 +638,14 @@ class MetadataStore:
                 (time, user, address, action, repo, target, json.dumps(detail) if detail else None),
             )
 
-    def audit_records(self, since: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def audit_records(self, since: str | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
         sql = "SELECT id, time, user, address, action, repo, target, detail FROM audit"
         args: list[Any] = []
         if since:
             sql += " WHERE time >= ?"
             args.append(since)
         sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
+        args.append(-1 if limit is None else limit)
         cols = ("id", "time", "user", "address", "action", "repo", "target", "detail")
         out = []
         for r in self.con.execute(sql, args):
@@ -780,6 +867,12 @@ class MetadataStore:
                                 "SELECT ?, key, value FROM properties WHERE artifact_id = ?", (new_id, src.id))
                     copy = _row_to_artifact(con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?",
                                                         (new_id,)).fetchone())
+                # Retention never deletes what was promoted: mark the copy, and the source it came from.
+                con.execute("INSERT OR IGNORE INTO properties(artifact_id, key, value) VALUES(?, 'promoted', ?)",
+                            (copy.id, f"from {src.repo}"))
+                if not move:
+                    con.execute("INSERT OR IGNORE INTO properties(artifact_id, key, value) VALUES(?, 'promoted', ?)",
+                                (src.id, f"to {target}"))
                 if move:
                     con.execute("DELETE FROM artifacts WHERE id = ?", (src.id,))
                     if build_id is not None:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from artifactd.model import isotime, utcnow
+
 if TYPE_CHECKING:
     from artifactd.app import App
 
@@ -102,6 +104,12 @@ def gc(app: "App", *, apply: bool = False, grace: float = DEFAULT_GRACE) -> GcRe
         if apply:
             if app.db.is_referenced(sha):  # re-check under the current state
                 continue
+            try:  # an upload of the same bytes refreshes the mtime (BlobStore._link_into_place)
+                if now - path.stat().st_mtime < grace:
+                    report.kept_young += 1
+                    continue
+            except FileNotFoundError:
+                continue
             report.bytes_freed += app.blobs.delete(sha)
         else:
             report.bytes_freed += st.st_size
@@ -115,4 +123,10 @@ def gc(app: "App", *, apply: bool = False, grace: float = DEFAULT_GRACE) -> GcRe
                     report.temp_removed += 1
             except FileNotFoundError:
                 continue
+    if apply and (report.removed or report.temp_removed):
+        from artifactd.accounts import local_principal
+
+        app.db.audit(isotime(utcnow()), local_principal().user, "local", "gc", None, None,
+                     {"blobs": len(report.removed), "bytes_freed": report.bytes_freed,
+                      "temp_files": report.temp_removed})
     return report

@@ -200,7 +200,7 @@ def test_move_and_copies_cost_no_blob_space(pserver: Server) -> None:
     assert r.status_code == 200 and [i["outcome"] for i in r.json()["items"]] == ["moved"] * 3
     assert blob_files(s.app) == n
     assert s.app.db.artifacts(STAGING) == [] and len(s.app.db.artifacts(PROD)) == 3
-    assert s.app.db.properties(s.app.db.get_artifact(PROD, "batch/2.bin").id) == {"i": ["2"]}
+    assert s.app.db.properties(s.app.db.get_artifact(PROD, "batch/2.bin").id) == {"i": ["2"], "promoted": [f"from {STAGING}"]}
 
 
 # --- PyPI promotion: py-dev → py-prod, installable with pip --------------------------------------------

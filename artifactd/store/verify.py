@@ -1,0 +1,83 @@
+"""Read-side verification: a blob that does not match its digest is never served.
+
+Every read checks the size against the row (cheap, always). Blobs up to
+``VERIFY_LIMIT`` bytes are also re-hashed before they are served; the result is
+remembered per process keyed by the file's identity (inode, size, mtime, ctime),
+so a hot file is hashed once, while any rewrite of the file — which changes its
+ctime, something no user can set back — forces a new hash. Larger blobs (model
+files) are checked by size here and re-hashed by ``artifactd fsck``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from pathlib import Path
+
+from artifactd.errors import StoreDamaged
+from artifactd.store.blobs import CHUNK, BlobStore
+
+log = logging.getLogger(__name__)
+
+VERIFY_LIMIT = 16 * 2**20
+_MAX_ENTRIES = 100_000
+
+
+class ReadVerifier:
+    def __init__(self, limit: int = VERIFY_LIMIT) -> None:
+        self.limit = limit
+        self._ok: OrderedDict[str, tuple[int, int, int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hashed = 0  # how many full re-hashes were done (tests, metrics)
+
+    def check(self, sha256: str, path: Path, expected_size: int | None) -> os.stat_result:
+        """Return the blob's stat; raise StoreDamaged if missing, the wrong size, or (small) the wrong hash."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            log.error("blob %s is missing from the store", sha256)
+            raise StoreDamaged(f"blob {sha256[:16]}… is missing from the store; run 'artifactd fsck'") from None
+        if expected_size is not None and st.st_size != expected_size:
+            log.error("blob %s has size %d, expected %d", sha256, st.st_size, expected_size)
+            raise StoreDamaged(f"blob {sha256[:16]}… is damaged (wrong size); run 'artifactd fsck'")
+        if st.st_size > self.limit:
+            return st
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with self._lock:
+            if self._ok.get(sha256) == key:
+                self._ok.move_to_end(sha256)
+                return st
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    h.update(chunk)
+        except FileNotFoundError:
+            raise StoreDamaged(f"blob {sha256[:16]}… is missing from the store; run 'artifactd fsck'") from None
+        self.hashed += 1
+        if h.hexdigest() != sha256:
+            log.error("blob %s is corrupt (content hashes to %s); not served", sha256, h.hexdigest())
+            with self._lock:
+                self._ok.pop(sha256, None)
+            raise StoreDamaged(f"blob {sha256[:16]}… is damaged (digest mismatch); run 'artifactd fsck'")
+        with self._lock:
+            self._ok[sha256] = key
+            while len(self._ok) > _MAX_ENTRIES:
+                self._ok.popitem(last=False)
+        return st
+
+
+_verifiers: "weakref.WeakKeyDictionary[BlobStore, ReadVerifier]" = weakref.WeakKeyDictionary()
+_vlock = threading.Lock()
+
+
+def verifier(blobs: BlobStore) -> ReadVerifier:
+    """The per-process verifier of a blob store."""
+    with _vlock:
+        v = _verifiers.get(blobs)
+        if v is None:
+            v = _verifiers[blobs] = ReadVerifier()
+        return v
