@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from artifactd import hookimpl, service
-from artifactd.model import Deletion
+from artifactd import service
 from tests.dists import make_wheel
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -151,29 +150,11 @@ def write_osv(directory: Path) -> Path:
     return directory
 
 
-class KeepLatestRetention:
-    """Test retention plugin: proposes every PyPI file but the newest version of each project."""
-
-    @hookimpl
-    def artifactd_retention_select(self, app: Any, repository: str, artifacts: list[Any], now: float) -> list[Deletion]:
-        from artifactd.repositories.hosted import version_key
-
-        latest: dict[str, str] = {}
-        for a in artifacts:
-            if a.kind == "pypi" and a.project:
-                cur = latest.get(a.project)
-                if cur is None or version_key(a.version or "") > version_key(cur):
-                    latest[a.project] = a.version or ""
-        return [Deletion(a, "dev-cleanup", f"older than the latest release {latest[a.project]}")
-                for a in artifacts if a.kind == "pypi" and a.project and a.version != latest[a.project]]
-
-
 def configure(app: Any, tmp: Path, *, private: bool = True, cleanup: bool = True) -> None:
     """Advisories, a license policy, a cleanup policy and a private repository."""
     from artifactd.config import make_repo
 
-    plugins = {"health": {"advisories": str(write_osv(tmp / "osv"))},
-               "license": {"allow": ["MIT", "BSD-3-Clause", "Apache-2.0"], "deny": ["AGPL-3.0-only"], "unknown": "review"}}
+    plugins = {"health": {"advisories": str(write_osv(tmp / "osv"))}}
     cfg = dataclasses.replace(app.config, plugins=plugins,
                               cleanup={"dev-cleanup": {"repositories": ["pypi-local"], "keep-latest": 1}} if cleanup else {})
     if private:
@@ -181,10 +162,16 @@ def configure(app: Any, tmp: Path, *, private: bool = True, cleanup: bool = True
     app.set_config(cfg)
 
 
+LICENSE_POLICY = {"allow": ["MIT", "BSD-3-Clause", "Apache-2.0"], "deny": ["AGPL-3.0-only"], "unknown": "review"}
+
+
 def populate(app: Any, tmp: Path) -> None:
+    """Sample releases, then a license policy that denies one of them (set after the upload: the
+    license gate would refuse it otherwise)."""
     wheels = tmp / "wheels"
     for name, ver, lic in (("requests", "2.2.1", "Apache-2.0"), ("requests", "2.31.0", "Apache-2.0"),
                            ("tinylib", "1.0", "MIT"), ("copyleft", "0.1", "AGPL-3.0-only")):
         service.upload_file(app, "pypi-local", make_wheel(wheels, name, ver, license_expression=lic,
                                                           requires=["urllib3>=1.21"], requires_python=">=3.8"))
     service.upload_file(app, "secret", make_wheel(wheels / "s", "hidden-thing", "1.0", license_expression="MIT"))
+    app.set_config(dataclasses.replace(app.config, plugins={**app.config.plugins, "license": LICENSE_POLICY}))

@@ -321,6 +321,10 @@ def version(repo: str, name: str, normalized: str, ver: str, arts: list[Artifact
     if urls:
         info.append(("Links", el("ul", None, [el("li", None, lbl.strip(), ": ", ext_link(u.strip()))
                                              for lbl, u in (x if len(x) == 2 else ["", x[0]] for x in urls)])))
+    if any(x.pinned for x in arts):
+        info.append(("Pinned", [badge("pinned", "info"), " cleanup never deletes it"]))
+    if rep.get("quarantined"):
+        info.append(("Quarantined", [badge("quarantined", "deny"), " an advisory is at or above [plugins.health] block-on"]))
     if yanked:
         info.append(("Yanked", [badge("yanked", "review"), " ", yanked[0].yanked_reason or "no reason given"]))
     files = table(
@@ -332,6 +336,11 @@ def version(repo: str, name: str, normalized: str, ver: str, arts: list[Artifact
     actions: list[Node] = []
     writable = sorted({x.repo for x in arts if can_yank(x.repo)})
     for r in writable:
+        pin = "unpin" if all(x.pinned for x in arts if x.repo == r) else "pin"
+        actions.append(el("form", {"method": "post", "action": url("repo", r, "project", normalized, ver, pin, folder=False),
+                                   "class": "action"},
+                          hidden("csrf", csrf or ""),
+                          el("button", {"type": "submit"}, f"{pin.capitalize()} {ver} in {r}")))
         action = "unyank" if all(x.yanked for x in arts if x.repo == r) else "yank"
         target = url("repo", r, "project", normalized, ver, action, folder=False)
         actions.append(el("form", {"method": "post", "action": target, "class": "action"},
@@ -352,6 +361,8 @@ def version(repo: str, name: str, normalized: str, ver: str, arts: list[Artifact
 
 
 def advisories(rep: dict[str, Any]) -> Node:
+    if rep.get("error"):
+        return message(f"Advisory database unusable: {rep['error']}", "error")
     if not rep.get("database"):
         return el("p", {"class": "empty"}, "No advisory database configured ([plugins.health] advisories).")
     adv = rep.get("advisories") or []
@@ -395,35 +406,41 @@ def bar_chart(title: str, data: Sequence[tuple[str, int]]) -> Safe:
               el("figcaption", None, title))
 
 
-def health(db_info: dict[str, Any] | None, db_error: str | None, repos: list[dict[str, Any]], limit: int = 100) -> Node:
+def health(repos: list[dict[str, Any]], limit: int = 100) -> Node:
     out: list[Node] = []
+    db_info = next((r["database"] for r in repos if r.get("database")), None)
+    error = next((r["error"] for r in repos if r.get("error")), None)
     if db_info:
         out.append(el("p", {"class": "small"}, f"Advisory database: {db_info['count']} advisories from {db_info['source']}, "
                                                f"latest change {db_info['latest_modified'] or 'unknown'}."))
-    else:
-        out.append(message(db_error or "No advisory database configured: set [plugins.health] advisories "
-                                       "to a folder of OSV files or an OSV zip.", "error" if db_error else "info"))
+    elif error:
+        out.append(message(f"Advisory database unusable: {error}", "error"))
+    elif not any(r.get("health") for r in repos):
+        out.append(message("No advisory database configured: set [plugins.health] advisories "
+                           "to a folder of OSV files or an OSV zip.", "info"))
+    if repos and not any(r.get("license") for r in repos):
+        out.append(message("No license policy configured ([plugins.license] allow/deny).", "info"))
     if not repos:
         out.append(el("p", {"class": "empty"}, "No Python repositories you may read."))
     for rep in repos:
         name = rep["repo"]
         pk = rep["packages"]
-        affected = [p for p in pk if p["advisories"] or (p["license"] or {}).get("decision") in ("deny", "review")]
         out.append(el("section", {"class": "repo-health", "id": f"repo-{name}"},
-                      el("h2", None, a(url("repo", name), name), f" — {len(pk)} releases, {len(affected)} with findings"),
+                      el("h2", None, a(url("repo", name), name), f" — {rep['releases']} releases, {len(pk)} with findings"),
                       el("div", {"class": "charts"},
                          bar_chart(f"Advisories by severity in {name}", list(rep["counts"].items())),
                          bar_chart(f"License verdicts in {name}", list(rep["licenses"].items()))),
-                      table(["Package", "Version", "Worst", "Advisories", "Fixed in", "License", "Downloads"],
+                      table(["Package", "Version", "Worst", "Advisories", "Fixed in", "License", "Last download"],
                             [[a(url("repo", name, "project", p["project"]), p["name"]),
                               a(url("repo", name, "project", p["project"], p["version"]), p["version"]),
-                              badge(p["worst"], _sev_kind(p["worst"])) if p["worst"] else badge("clean", "allow"),
-                              ", ".join(i for f in p["advisories"] for i in f["ids"][:1]) or "-",
+                              [badge(p["worst"], _sev_kind(p["worst"])) if p["worst"] else badge("none", "allow"),
+                               " ", badge("quarantined", "deny") if p["quarantined"] else ""],
+                              ", ".join(f["ids"][0] for f in p["advisories"] if f["ids"]) or "-",
                               ", ".join(sorted({f["fixed_in"] for f in p["advisories"] if f["fixed_in"]})) or "-",
-                              badge((p["license"] or {}).get("decision", "-"), (p["license"] or {}).get("decision", "none")),
-                              p["downloads"]] for p in affected[:limit]],
+                              badge((p["license"] or {}).get("decision", "allow"), (p["license"] or {}).get("decision", "allow")),
+                              when(p["last_download"])] for p in pk[:limit]],
                             cls="wide", empty="No findings: every release is clean."),
-                      el("p", {"class": "small"}, f"Showing the worst {limit} of {len(affected)}.") if len(affected) > limit else None))
+                      el("p", {"class": "small"}, f"Showing the worst {limit} of {len(pk)}.") if len(pk) > limit else None))
     return out
 
 
@@ -432,8 +449,9 @@ def health(db_info: dict[str, Any] | None, db_error: str | None, repos: list[dic
 def cleanup(preview: dict[str, Any], can_run: bool, csrf: str | None, result: dict[str, Any] | None = None) -> Node:
     out: list[Node] = []
     if result is not None:
-        out.append(message(f"Cleanup done: {_count(len(result['deleted']), 'files')} deleted, {size(result['bytes'])} freed "
-                           "(blobs are reclaimed by the next gc).", "ok"))
+        out.append(message(f"Cleanup done: {_count(result['deleted'], 'files')} deleted, {size(result['bytes'])} freed"
+                           + (f"; {len(result['skipped'])} skipped (protected since the preview)" if result["skipped"] else "")
+                           + ".", "ok"))
     policies = preview["policies"]
     if not policies:
         out.append(el("p", {"class": "empty"}, "No cleanup policies configured ([cleanup.<name>] in artifactd.toml)."))
@@ -445,10 +463,15 @@ def cleanup(preview: dict[str, Any], can_run: bool, csrf: str | None, result: di
     if not preview["available"]:
         out.append(message("No retention plugin is installed, so no preview can be computed.", "info"))
         return out
-    out.append(el("h2", None, f"Preview: {len(preview['items'])} files, {size(preview['bytes'])} would be freed"))
+    out.append(el("h2", None, f"Preview: {_count(len(preview['items']), 'files')} ({size(preview['bytes_selected'])}), "
+                              f"{size(preview['bytes'])} of storage freed after deduplication"))
     out.append(table(["Repository", "Path", "Policy", "Rule", "Size"],
                      [[i["repo"], i["path"], i["policy"], i["reason"], size(i["size"])] for i in preview["items"]],
                      cls="wide", empty="Nothing to delete."))
+    if preview["hidden"]:
+        out.append(el("p", {"class": "small"}, f"{preview['hidden']} more in repositories you may not read."))
+    if preview["capped"]:
+        out.append(el("p", {"class": "small"}, f"{preview['capped']} more past the per-run cap (the next run takes them)."))
     if preview["kept"]:
         out.append(el("h2", None, "Kept although selected"))
         out.append(table(["Repository", "Path", "Policy", "Kept because"],

@@ -98,13 +98,13 @@ def oci_totals(app: "App", repo: str) -> tuple[int, int, int]:
 
 
 def project_activity(app: "App", repos: Sequence[str], project: str) -> str:
-    """Changes when a file of the project is downloaded (download counts are not in the serial)."""
+    """Changes when a file of the project is downloaded or pinned (neither bumps the serial)."""
     if not repos:
         return ""
     marks = ",".join("?" * len(repos))
-    row = app.db.con.execute(f"SELECT MAX(last_download), SUM(downloads) FROM artifacts WHERE repo IN ({marks}) "
-                             f"AND project = ?", list(repos) + [project]).fetchone()
-    return f"{row[0]}:{row[1]}"
+    row = app.db.con.execute(f"SELECT MAX(last_download), SUM(downloads), SUM(pinned) FROM artifacts "
+                             f"WHERE repo IN ({marks}) AND project = ?", list(repos) + [project]).fetchone()
+    return f"{row[0]}:{row[1]}:{row[2]}"
 
 
 def build_repos(app: "App") -> dict[int, set[str]]:

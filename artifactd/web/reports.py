@@ -1,20 +1,18 @@
-"""The health, license and cleanup reports the web pages show, behind a few functions.
+"""The health, license and cleanup reports the web pages show, from the policy services.
 
-Until the built-in policy plugins provide a report service, the reports are computed here
-from the pure policy modules (``artifactd_plugins.osv`` and ``artifactd_plugins.licenses``)
-and the ``[plugins.health]`` / ``[plugins.license]`` configuration; the cleanup preview asks
-the retention hooks. Swapping in the plugins' own service means changing
-:func:`package_report` and :func:`cleanup_preview` only.
+Everything comes from :mod:`artifactd.policy` and the plugins' ``artifactd_check_report``
+sections (``health``: OSV advisories; ``license``: SPDX verdicts) and retention hooks, so the
+pages show exactly what ``artifactd check`` and ``artifactd cleanup`` report. This module only
+reshapes those sections for rendering.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from artifactd.model import Artifact, Principal, isotime, utcnow
+from artifactd import policy
+from artifactd.model import Artifact, Principal
 
 if TYPE_CHECKING:
     from artifactd.app import App
@@ -25,131 +23,86 @@ SEVERITIES = ("malicious", "critical", "high", "medium", "low", "unknown")
 LICENSE_DECISIONS = ("deny", "review", "allow")
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
-_lock = threading.Lock()
-_dbs: dict[str, tuple[str, Any]] = {}  # source → (fingerprint, AdvisoryDB)
-_errors: dict[str, str] = {}
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-def _health_cfg(app: "App") -> dict[str, Any]:
-    return dict(app.config.plugins.get("health", {}) or {})
-
-
-def _license_cfg(app: "App") -> dict[str, Any] | None:
-    cfg = app.config.plugins.get("license")
-    return dict(cfg) if cfg else None
-
-
-def advisory_db(app: "App") -> Any | None:
-    """The configured OSV database, loaded once and reloaded when its files change; None if unset."""
-    from artifactd_plugins.osv import AdvisoryDB, source_fingerprint
-
-    source = _health_cfg(app).get("advisories")
-    if not source:
-        return None
-    key = str(source)
-    try:
-        fingerprint = source_fingerprint(Path(key))
-    except OSError as exc:
-        _errors[key] = f"advisory source unreadable: {exc}"
-        return None
-    with _lock:
-        hit = _dbs.get(key)
-        if hit is not None and hit[0] == fingerprint:
-            return hit[1]
-        try:
-            db = AdvisoryDB.load(Path(key), cache_dir=app.layout.root / "cache" / "advisories")
-        except (OSError, ValueError) as exc:
-            _errors[key] = f"advisory source unusable: {exc}"
-            log.warning("advisories not loaded from %s: %s", key, exc)
-            return None
-        _errors.pop(key, None)
-        _dbs[key] = (fingerprint, db)
-        return db
-
-
-def advisory_error(app: "App") -> str | None:
-    source = _health_cfg(app).get("advisories")
-    return _errors.get(str(source)) if source else None
-
 
 def state(app: "App") -> str:
     """Changes when report inputs outside the repositories change (the advisory files)."""
-    db = advisory_db(app)
-    return db.fingerprint if db is not None else "-"
-
-
-# --- per package ------------------------------------------------------------------------------
-
-def license_verdict(app: "App", art: Artifact) -> dict[str, Any] | None:
-    """``{"decision", "expression", "reason"}`` under ``[plugins.license]``; None when unconfigured."""
-    from artifactd_plugins.licenses import LicenseExpressionError, evaluate, license_expression_from
-
-    cfg = _license_cfg(app)
-    meta = art.metadata or {}
-    expression = app.hooks.license_of(art, meta)
-    if expression is None:
-        expression, _ = license_expression_from(meta.get("license_expression"), meta.get("license"),
-                                                meta.get("classifiers") or ())
-    if cfg is None:
-        return {"decision": "none", "expression": expression, "reason": "no license policy configured"}
+    source = (app.config.plugins.get("health") or {}).get("advisories")
+    if not source:
+        return "-"
     try:
-        verdict = evaluate(expression, cfg.get("allow", ()), cfg.get("deny", ()), cfg.get("unknown", "review"))
-    except (LicenseExpressionError, ValueError, TypeError) as exc:
-        return {"decision": "review", "expression": expression, "reason": f"license policy invalid: {exc}"}
-    return {"decision": verdict.decision, "expression": verdict.expression or expression, "reason": verdict.reason}
+        from artifactd_plugins.osv import source_fingerprint
+
+        path = Path(str(source)).expanduser()
+        return source_fingerprint(path if path.is_absolute() else app.layout.root / path)
+    except (OSError, ImportError):
+        return "unreadable"
 
 
-def package_report(app: "App", art: Artifact) -> dict[str, Any]:
-    """Advisories (merged by alias, worst first) and the license verdict of one distribution."""
-    db = advisory_db(app)
-    findings: list[dict[str, Any]] = []
-    if db is not None and art.project and art.version:
-        findings = [f.to_json() for f in db.match_merged(art.project, art.version)]
-    return {"advisories": findings, "database": db is not None, "license": license_verdict(app, art)}
+def _sections(app: "App", repo: str, artifacts: list[Artifact]) -> dict[str, dict[str, Any]]:
+    return {s.get("plugin", f"section{i}"): s for i, s in enumerate(app.hooks.check_report(app, repo, artifacts))}
 
 
-def worst(findings: Iterable[dict[str, Any]]) -> str | None:
+def _license_entry(entry: dict[str, Any] | None, configured: bool) -> dict[str, Any] | None:
+    if entry is None:
+        return {"decision": "none", "expression": None, "reason": "no license policy configured"} if not configured else None
+    return {"decision": entry["decision"], "expression": entry.get("expression"), "reason": entry.get("reason", "")}
+
+
+# --- per release -----------------------------------------------------------------------------------
+
+def package_report(app: "App", files: Sequence[Artifact]) -> dict[str, Any]:
+    """Advisories (merged by alias, worst first) and the license verdict of one release's files."""
+    if not files:
+        return {"advisories": [], "database": False, "license": None, "error": None}
+    sections = _sections(app, files[0].repo, list(files))
+    health = sections.get("health")
+    lic = sections.get("license")
+    pk = (health or {}).get("packages") or []
+    lic_pk = (lic or {}).get("packages") or []
+    return {"advisories": pk[0]["findings"] if pk else [],
+            "quarantined": bool(pk and pk[0].get("quarantined")),
+            "database": bool(health and health.get("database")),
+            "error": (health or {}).get("error"),
+            "license": _license_entry(lic_pk[0] if lic_pk else None, lic is not None)}
+
+
+def worst(findings: Sequence[dict[str, Any]]) -> str | None:
     keys = ["malicious" if f.get("malicious") else f.get("severity", "unknown") for f in findings]
     return min(keys, key=lambda k: _RANK.get(k, 99)) if keys else None
 
 
-# --- per repository ----------------------------------------------------------------------------
-
-def releases(app: "App", repo: str) -> list[Artifact]:
-    """One artifact per (project, version) of a PyPI repository: the first uploaded file."""
-    seen: dict[tuple[str, str], Artifact] = {}
-    for art in app.db.artifacts(repo, kind="pypi"):
-        key = (art.project or "", art.version or "")
-        if key not in seen or art.id < seen[key].id:
-            seen[key] = art
-    return list(seen.values())
-
+# --- per repository --------------------------------------------------------------------------------
 
 def repository_report(app: "App", repo: str) -> dict[str, Any]:
-    """Counts by severity and license decision, and packages worst first (Nexus-style health check)."""
-    counts = {s: 0 for s in SEVERITIES}
-    lic = {d: 0 for d in LICENSE_DECISIONS}
-    packages = []
-    for art in releases(app, repo):
-        rep = package_report(app, art)
-        for f in rep["advisories"]:
-            counts["malicious" if f["malicious"] else f["severity"]] += 1
-        verdict = rep["license"]
-        if verdict and verdict["decision"] in lic:
-            lic[verdict["decision"]] += 1
-        w = worst(rep["advisories"])
-        packages.append({"project": art.project, "name": art.project_name or art.project, "version": art.version,
-                         "advisories": rep["advisories"], "worst": w, "license": verdict,
-                         "downloads": art.downloads, "last_download": art.last_download})
-    packages.sort(key=lambda p: (
-        _RANK.get(p["worst"], 99) if p["worst"] else 99,
-        -len(p["advisories"]),
-        0 if (p["license"] or {}).get("decision") == "deny" else 1 if (p["license"] or {}).get("decision") == "review" else 2,
-        p["project"] or "", p["version"] or ""))
-    plugin_sections = app.hooks.check_report(app, repo, [])
-    return {"repo": repo, "counts": counts, "licenses": lic, "packages": packages, "plugins": plugin_sections}
+    """Counts by severity and license decision, and the releases with findings, worst first."""
+    rep = policy.check_report(app, repo)["repositories"][0]
+    health = rep["sections"].get("health") or {}
+    lic = rep["sections"].get("license") or {}
+    findings = (health.get("summary") or {}).get("findings") or {}
+    counts = {s: int(findings.get(s, 0)) for s in SEVERITIES}
+    licenses = {d: int((lic.get("summary") or {}).get(d, 0)) for d in LICENSE_DECISIONS}
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in health.get("packages") or []:
+        merged[(p["package"], p["version"])] = {
+            "project": p["package"], "name": p["name"], "version": p["version"], "advisories": p["findings"],
+            "worst": p["worst"], "quarantined": p.get("quarantined", False), "license": None,
+            "last_download": p.get("last_download")}
+    for p in lic.get("packages") or []:
+        entry = merged.get((p["package"], p["version"]))
+        if entry is None:
+            if p["decision"] == "allow":
+                continue
+            entry = merged[(p["package"], p["version"])] = {
+                "project": p["package"], "name": p["name"], "version": p["version"], "advisories": [],
+                "worst": None, "quarantined": False, "license": None, "last_download": None}
+        entry["license"] = _license_entry(p, True)
+    order = {"deny": 0, "review": 1}
+    packages = sorted(merged.values(), key=lambda p: (
+        not p["quarantined"], _RANK.get(p["worst"], 99) if p["worst"] else 99, -len(p["advisories"]),
+        order.get((p["license"] or {}).get("decision", ""), 2), p["project"], p["version"]))
+    return {"repo": repo, "releases": rep["releases"], "counts": counts, "licenses": licenses, "packages": packages,
+            "database": health.get("database"), "error": health.get("error"),
+            "health": bool(health), "license": bool(lic)}
 
 
 def summary(app: "App", repo: str) -> dict[str, int]:
@@ -162,64 +115,43 @@ def summary(app: "App", repo: str) -> dict[str, int]:
     return out
 
 
-# --- cleanup -----------------------------------------------------------------------------------
-
-def cleanup_policies(app: "App") -> dict[str, dict[str, Any]]:
-    return {name: dict(p) for name, p in app.config.cleanup.items()}
-
+# --- cleanup ---------------------------------------------------------------------------------------
 
 def retention_available(app: "App") -> bool:
     return bool(app.pm.hook.artifactd_retention_select.get_hookimpls())
 
 
-def cleanup_preview(app: "App", readable: Any = None) -> dict[str, Any]:
-    """What the retention plugins would delete now: ``{"policies", "available", "items", "kept", "bytes"}``.
+def cleanup_preview(app: "App", readable: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """The dry run of every cleanup policy (``policy.plan_cleanup``): what, which rule, bytes freed.
 
-    Each item: repo, path, policy, reason, size. Deletions vetoed by ``retention_keep`` are listed
-    under ``kept`` with the veto's reason. Nothing is changed.
+    Items in repositories the caller may not read are counted in ``hidden``, not listed.
     """
-    policies = cleanup_policies(app)
+    policies = {name: dict(p) for name, p in app.config.cleanup.items()}
     out: dict[str, Any] = {"policies": policies, "available": retention_available(app), "items": [], "kept": [],
-                           "bytes": 0}
+                           "bytes": 0, "bytes_selected": 0, "capped": 0, "hidden": 0, "repos": []}
     if not policies or not out["available"]:
         return out
-    repos: list[str] = []
-    for p in policies.values():
-        for r in p.get("repositories", ()) or ():
-            if r not in repos and app.config.repo(r) is not None and (readable is None or readable(r)):
-                repos.append(r)
-    now = time.time()
-    for repo in repos:
-        arts = app.db.artifacts(repo)
-        seen: set[int] = set()
-        for d in app.hooks.retention_select(app, repo, arts, now):
-            if d.artifact.id in seen:
-                continue
-            seen.add(d.artifact.id)
-            item = {"id": d.artifact.id, "repo": repo, "path": d.artifact.path, "policy": d.policy,
-                    "reason": d.reason, "size": d.artifact.size}
-            veto = app.hooks.retention_keep(app, repo, d.artifact)
-            if veto:
-                out["kept"].append({**item, "kept": veto})
-            else:
-                out["items"].append(item)
-                out["bytes"] += d.artifact.size
+    plan = policy.plan_cleanup(app).to_dict()
+    for d in plan["deletions"]:
+        if readable is not None and not readable(d["repository"]):
+            out["hidden"] += 1
+            continue
+        out["items"].append({"repo": d["repository"], "path": d["path"], "policy": d["policy"], "reason": d["reason"],
+                             "size": d["size"], "last_download": d["last_download"]})
+    out["kept"] = [{"repo": d["repository"], "path": d["path"], "policy": d["policy"], "kept": d["kept_because"]}
+                   for d in plan["kept"] if readable is None or readable(d["repository"])]
+    out["repos"] = sorted({d["repository"] for d in plan["deletions"]})
+    out["bytes"] = plan["bytes_freed"]
+    out["bytes_selected"] = plan["bytes_selected"]
+    out["capped"] = plan["capped"]
     return out
 
 
-def run_cleanup(app: "App", principal: Principal, address: str | None, readable: Any = None) -> dict[str, Any]:
-    """Apply the current preview: delete what it lists (blobs go at the next gc), audited per file."""
-    preview = cleanup_preview(app, readable)
-    deleted = []
-    for item in preview["items"]:
-        art = app.db.get_by_id(item["id"])
-        if art is None or art.path != item["path"]:
-            continue
-        if app.hooks.retention_keep(app, item["repo"], art):  # re-checked just before deleting
-            continue
-        app.db.delete_artifact(art.id)
-        app.db.audit(isotime(utcnow()), principal.user, address, "cleanup", item["repo"], art.path,
-                     {"policy": item["policy"], "reason": item["reason"], "size": art.size, "sha256": art.sha256})
-        app.hooks.after_delete(item["repo"], art, f"cleanup {item['policy']}: {item['reason']}")
-        deleted.append(item)
-    return {"deleted": deleted, "bytes": sum(i["size"] for i in deleted)}
+def run_cleanup(app: "App", principal: Principal) -> dict[str, Any]:
+    """Plan again and apply (``policy.apply_cleanup``: re-checks pins and protections, audits each row)."""
+    plan = policy.apply_cleanup(app, policy.plan_cleanup(app), principal)
+    return {"deleted": plan.deleted, "bytes": plan.bytes_freed, "skipped": plan.skipped}
+
+
+def plan_repos(app: "App") -> list[str]:
+    return sorted({d.artifact.repo for d in policy.plan_cleanup(app).deletions})

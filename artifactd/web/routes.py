@@ -14,15 +14,13 @@ import hmac
 import json
 import logging
 import secrets
-import threading
-import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from artifactd import build_service, generic_service, service
+from artifactd import build_service, generic_service, policy, service
 from artifactd.errors import ArtifactdError, BadRequest, Forbidden, NotFound, ProjectNotFound, Unauthorized
 from artifactd.model import ANONYMOUS, Principal, isotime, utcnow
 from artifactd.store.web_sessions import WebSession, WebSessions
@@ -47,49 +45,6 @@ SECURITY_HEADERS = [
 ]
 
 
-# --- login throttling ---------------------------------------------------------------------------
-
-class LoginThrottle:
-    """Failed logins per client address: after ``limit`` failures in ``window`` seconds, wait."""
-
-    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
-        self.limit, self.window = limit, window
-        self._fails: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, addr: str) -> int:
-        now = time.monotonic()
-        with self._lock:
-            fails = [t for t in self._fails.get(addr, []) if now - t < self.window]
-            self._fails[addr] = fails
-            if len(fails) < self.limit:
-                return 0
-            return max(1, int(self.window - (now - fails[0])))
-
-    def failed(self, addr: str) -> None:
-        with self._lock:
-            self._fails.setdefault(addr, []).append(time.monotonic())
-            if len(self._fails) > 10000:  # bounded memory: forget the oldest addresses
-                for k in list(self._fails)[:5000]:
-                    del self._fails[k]
-
-    def succeeded(self, addr: str) -> None:
-        with self._lock:
-            self._fails.pop(addr, None)
-
-
-_throttle_lock = threading.Lock()
-
-
-def throttle(handler: "Handler") -> LoginThrottle:
-    server: Any = handler.server
-    with _throttle_lock:
-        t = getattr(server, "web_login_throttle", None)
-        if t is None:
-            t = server.web_login_throttle = LoginThrottle()
-    return t
-
-
 # --- principals -------------------------------------------------------------------------------------
 
 def principal_for(app: "App", s: WebSession) -> Principal | None:
@@ -101,11 +56,14 @@ def principal_for(app: "App", s: WebSession) -> Principal | None:
         info, is_admin = found
         if info.revoked or (info.expires and info.expires < isotime(utcnow())):
             return None
-        return Principal(user=info.user, scopes=info.scopes, repos=info.repos, is_admin=is_admin and "admin" in info.scopes)
+        return Principal(user=info.user, scopes=info.scopes, repos=info.repos,
+                         is_admin=is_admin and "admin" in info.scopes, grants=app._grants(info.user, is_admin))
     row = app.db.get_user(s.user)
     if row is None or not row[1]:
         return None
-    return Principal(user=row[0], scopes=("admin",) if row[2] else ("write",), is_admin=row[2])
+    # as App.authenticate does for a password: every scope, capped by the user's per-repository grants
+    return Principal(user=row[0], scopes=("read", "write", "delete", "admin"), is_admin=row[2],
+                     grants=app._grants(row[0], row[2]))
 
 
 class Ctx:
@@ -222,8 +180,12 @@ def redirect(ctx: Ctx, location: str, status: int = 303) -> None:
 
 
 def global_state(app: "App") -> str:
+    """Repository serials, plus what changes without a serial bump: the configuration, the advisory
+    files, and audited writes (properties, pins, promotions and users are all audited)."""
     serials = app.db.serials()
-    return "|".join(f"{k}:{v}" for k, v in sorted(serials.items())) + f"|cfg:{app._config_mtime}|adv:{reports.state(app)}"
+    audit = app.db.con.execute("SELECT MAX(id) FROM audit").fetchone()[0]
+    return ("|".join(f"{k}:{v}" for k, v in sorted(serials.items()))
+            + f"|cfg:{app._config_mtime}|adv:{reports.state(app)}|audit:{audit}")
 
 
 def cached(ctx: Ctx, state: str, render: Callable[[], bytes]) -> None:
@@ -356,6 +318,13 @@ def _post(ctx: Ctx, p: list[str]) -> None:
         ctx.app.db.audit(isotime(utcnow()), ctx.user, addr, "web-logout", None, None)
         ctx.new_cookies.append(_cookie(COOKIE, "", 0))
         return redirect(ctx, "/ui/")
+    if len(p) == 6 and p[0] == "repo" and p[2] == "project" and p[5] in ("pin", "unpin"):
+        name, project, ver, action = p[1], p[3], p[4], p[5]
+        ctx.need_read(name)
+        if not ctx.can("write", name):
+            raise Forbidden(f"{ctx.user!r} may not {action} in repository {name!r}")
+        policy.set_pinned(ctx.app, name, project, ver, action == "pin", principal=ctx.principal)
+        return redirect(ctx, url("repo", name, "project", canonicalize_name(project), ver))
     if len(p) == 6 and p[0] == "repo" and p[2] == "project" and p[5] in ("yank", "unyank"):
         name, project, ver, action = p[1], p[3], p[4], p[5]
         ctx.need_read(name)
@@ -365,11 +334,10 @@ def _post(ctx: Ctx, p: list[str]) -> None:
         service.yank(ctx.app, name, project, ver, reason=reason, undo=action == "unyank", principal=ctx.principal)
         return redirect(ctx, url("repo", name, "project", canonicalize_name(project), ver))
     if p == ["cleanup", "run"]:
-        preview = reports.cleanup_preview(ctx.app, ctx.readable)
-        repos = {i["repo"] for i in preview["items"]}
-        if not all(ctx.can("delete", r) for r in repos):
-            raise Forbidden("running this cleanup needs the delete permission on " + ", ".join(sorted(repos)))
-        result = reports.run_cleanup(ctx.app, ctx.principal, addr, ctx.readable)
+        repos = reports.plan_repos(ctx.app)
+        if not repos or not all(ctx.can("delete", r) for r in repos):
+            raise Forbidden("running this cleanup needs the delete permission on " + (", ".join(repos) or "its repositories"))
+        result = reports.run_cleanup(ctx.app, ctx.principal)
         return send(ctx, 200, cleanup_page(ctx, result))
     if len(p) == 4 and p[0] == "builds" and p[3] == "promote":
         rec = ctx.app.db.build(p[1], p[2])
@@ -409,25 +377,25 @@ def login_post(ctx: Ctx) -> None:
     if not expected or not hmac.compare_digest(form.get("csrf", "").encode(), expected.encode()):
         raise Forbidden("the login form expired or its CSRF token is missing: reload the page")
     ctx.query["next"] = form.get("next", "")
-    wait = throttle(ctx.h).retry_after(addr)
-    if wait:
-        return login_form(ctx, f"Too many failed logins: try again in {wait} seconds.", 429,
-                          [("Retry-After", str(wait))])
     user, password = form.get("username", ""), form.get("password", "")
     from artifactd import auth
+    from artifactd.http.throttle import Throttled, authenticate
 
     try:
         if not user or not password or ":" in user:
             raise Unauthorized("user and password are required")
         header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        principal = ctx.app.authenticate(header)
+        # the server's failed-login throttle, shared with HTTP Basic/Bearer authentication
+        principal = authenticate(ctx.app, getattr(ctx.h.server, "login_throttle", None), header, addr)
+    except Throttled as exc:
+        ctx.app.db.audit(isotime(utcnow()), user[:100] or None, addr, "web-login-throttled", None, None)
+        return login_form(ctx, f"Too many failed logins: try again in {exc.retry_after} seconds.", 429,
+                          [("Retry-After", str(exc.retry_after))])
     except Unauthorized:
-        throttle(ctx.h).failed(addr)
         ctx.app.db.audit(isotime(utcnow()), user[:100] or None, addr, "web-login-failed", None, None)
         return login_form(ctx, "Wrong user name, password or token.", 403)
     assert principal.user is not None
     is_token = user == "__token__" or password.startswith(auth.TOKEN_PREFIX)
-    throttle(ctx.h).succeeded(addr)
     now = utcnow()
     sid, _ = WebSessions(ctx.app.db).add(principal.user, auth.hash_token(password) if is_token else None,
                                          isotime(now), isotime(now + dt.timedelta(seconds=SESSION_SECONDS)))
@@ -568,10 +536,12 @@ def _project_artifacts(ctx: Ctx, name: str, norm: str) -> tuple[Any, list[Any]]:
 
 def project_page(ctx: Ctx, name: str, norm: str) -> bytes:
     page, arts = _project_artifacts(ctx, name, norm)
-    reps: dict[str, dict[str, Any]] = {}
+    releases: dict[tuple[str, str], list[Any]] = {}
     for art in arts:
-        if art.version not in reps:
-            reps[art.version or ""] = reports.package_report(ctx.app, art)
+        releases.setdefault((art.version or "", art.repo), []).append(art)
+    reps: dict[str, dict[str, Any]] = {}
+    for (v, _), files in releases.items():
+        reps.setdefault(v, reports.package_report(ctx.app, files))
     crumbs = [("Repositories", url()), (name, url("repo", name)), (page.name, "")]
     body = [pages.project(name, page, arts, reps),
             pages.snippets_pypi(ctx.base, name, norm, None, ctx.app.config.repo(name).type == "hosted")]  # type: ignore[union-attr]
@@ -586,7 +556,7 @@ def version_page(ctx: Ctx, name: str, norm: str, ver: str) -> bytes:
     if not mine:
         same = [x.version for x in arts if version_key(x.version or "") == version_key(ver)]
         raise NotFound(f"{norm} {ver} not found in {name}" + (f" (did you mean {same[0]}?)" if same else ""))
-    rep = reports.package_report(ctx.app, mine[0])
+    rep = reports.package_report(ctx.app, [x for x in mine if x.repo == mine[0].repo])
     props = ctx.app.db.properties_of(x.id for x in mine)
     promos = [pr for x in mine for pr in ctx.app.db.promotions(path=x.path)
               if ctx.readable(pr["source"]) and ctx.readable(pr["target"])]
@@ -604,16 +574,15 @@ def version_page(ctx: Ctx, name: str, norm: str, ver: str) -> bytes:
 
 
 def health_page(ctx: Ctx) -> bytes:
-    db = reports.advisory_db(ctx.app)
     repos = [reports.repository_report(ctx.app, name) for name, cfg in sorted(ctx.app.config.repositories.items())
              if cfg.format == "pypi" and cfg.type != "group" and ctx.readable(name)]
-    return ctx.page("Repository health", pages.health(db.describe() if db else None, reports.advisory_error(ctx.app), repos),
+    return ctx.page("Repository health", pages.health(repos),
                     [("Repositories", url()), ("Health", "")])
 
 
 def cleanup_page(ctx: Ctx, result: dict[str, Any] | None = None) -> bytes:
     preview = reports.cleanup_preview(ctx.app, ctx.readable)
-    repos = {i["repo"] for i in preview["items"]}
+    repos = preview["repos"]
     can_run = ctx.session is not None and bool(repos) and all(ctx.can("delete", r) for r in repos)
     return ctx.page("Cleanup preview", pages.cleanup(preview, can_run, ctx.csrf, result),
                     [("Repositories", url()), ("Cleanup", "")])

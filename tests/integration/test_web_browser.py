@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.webutil import KeepLatestRetention, configure, populate
+from tests.webutil import configure, populate
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -67,7 +67,6 @@ def page(chromium: Any) -> Iterator[Any]:
 def site(server: Any, tmp_path: Path) -> Any:
     configure(server.app, tmp_path)
     populate(server.app, tmp_path)
-    server.app.pm.register(KeepLatestRetention(), name="test-retention")
     return server
 
 
