@@ -397,6 +397,8 @@ def login_post(ctx: Ctx) -> None:
     assert principal.user is not None
     is_token = user == "__token__" or password.startswith(auth.TOKEN_PREFIX)
     now = utcnow()
+    if ctx.sid:  # a new login never keeps the old session id (no fixation)
+        WebSessions(ctx.app.db).delete(ctx.sid)
     sid, _ = WebSessions(ctx.app.db).add(principal.user, auth.hash_token(password) if is_token else None,
                                          isotime(now), isotime(now + dt.timedelta(seconds=SESSION_SECONDS)))
     ctx.app.db.audit(isotime(now), principal.user, addr, "web-login", None, None, {"with": "token" if is_token else "password"})
