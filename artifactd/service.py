@@ -30,7 +30,7 @@ from artifactd.formats.pypi.metadata import extract_metadata
 from artifactd.formats.pypi.names import DistFilename, parse_filename
 from artifactd.model import Artifact, Principal, SYSTEM, TokenInfo, isotime, utcnow
 from artifactd.store.blobs import BlobWriter
-from artifactd.store.db import NewArtifact
+from artifactd.store.db import AuditEntry, NewArtifact
 
 if TYPE_CHECKING:
     from artifactd.app import App
@@ -152,9 +152,8 @@ def commit_pypi_upload(
         version=str(dist.version), filename=dist.filename, dist_key=dist_key(dist),
         packagetype=dist.packagetype, requires_python=meta.requires_python, metadata_sha256=meta_sha,
         metadata_json=json.dumps(meta.to_dict()),
-    ))
+    ), audit=audit_entry(principal, "upload", {"sha256": blob.sha256, "size": blob.size}, address))
     if created:
-        _audit(app, principal, "upload", repo, art.path, {"sha256": art.sha256, "size": art.size}, address)
         app.hooks.after_upload(repo, art)
     return UploadResult(art, created)
 
@@ -290,15 +289,22 @@ def redact_url(url: str) -> str:
     return url
 
 
-def _audit(app: "App", who: Principal | None, action: str, repo: str | None, target: str | None,
-           detail: dict[str, Any] | None = None, address: str | None = None) -> None:
-    """Record a write: who (a request's principal, else the local OS user), what, when, from where."""
+def audit_entry(who: Principal | None, action: str, detail: dict[str, Any] | None = None,
+                address: str | None = None) -> AuditEntry:
+    """Who did it: a request's principal, else (CLI) the local OS user, and from where."""
     from artifactd.accounts import local_principal
 
     if who is None or who is SYSTEM:
         who = local_principal()
         address = address or "local"
-    app.db.audit(isotime(utcnow()), who.user, address, action, repo, target, detail)
+    return AuditEntry(who.user, address, action, detail)
+
+
+def _audit(app: "App", who: Principal | None, action: str, repo: str | None, target: str | None,
+           detail: dict[str, Any] | None = None, address: str | None = None) -> None:
+    """Record a write: who, what, when, from where."""
+    e = audit_entry(who, action, detail, address)
+    app.db.audit(isotime(utcnow()), e.user, e.address, e.action, repo, target, e.detail)
 
 
 # --- tokens ---------------------------------------------------------------------------

@@ -197,6 +197,16 @@ class NewArtifact:
     metadata_json: str | None = None
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """An audit record to write together with another change (time/repo/target come from it)."""
+
+    user: str | None
+    address: str | None
+    action: str
+    detail: dict[str, Any] | None = None
+
+
 class MetadataStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -335,11 +345,14 @@ class MetadataStore:
             self._bump(con, repo)
 
     # --- artifacts ---------------------------------------------------------
-    def add_artifact(self, a: NewArtifact, *, idempotent_same_sha: bool = True) -> tuple[Artifact, bool]:
+    def add_artifact(self, a: NewArtifact, *, idempotent_same_sha: bool = True,
+                     audit: AuditEntry | None = None) -> tuple[Artifact, bool]:
         """Insert a row. Returns (artifact, created).
 
         Same path (or, for PyPI, same filename or distribution key) with the same
         sha256 → the existing row, created=False. With different bytes → FileExists.
+        ``audit`` is recorded in the same transaction when a row is created (one
+        synchronous commit per upload, not two).
         """
         with self.write() as con:
             existing = self._find_conflict(con, a)
@@ -360,6 +373,9 @@ class MetadataStore:
                  a.metadata_json),
             )
             self._bump(con, a.repo)
+            if audit is not None:
+                self._insert_audit(con, a.created, audit.user, audit.address, audit.action, a.repo, a.path,
+                                   audit.detail)
             row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (cur.lastrowid,)).fetchone()
             return _row_to_artifact(row), True
 
@@ -633,10 +649,15 @@ class MetadataStore:
     def audit(self, time: str, user: str | None, address: str | None, action: str, repo: str | None,
               target: str | None, detail: dict[str, Any] | None = None) -> None:
         with self.write() as con:
-            con.execute(
-                "INSERT INTO audit(time, user, address, action, repo, target, detail) VALUES(?,?,?,?,?,?,?)",
-                (time, user, address, action, repo, target, json.dumps(detail) if detail else None),
-            )
+            self._insert_audit(con, time, user, address, action, repo, target, detail)
+
+    @staticmethod
+    def _insert_audit(con: sqlite3.Connection, time: str, user: str | None, address: str | None, action: str,
+                      repo: str | None, target: str | None, detail: dict[str, Any] | None) -> None:
+        con.execute(
+            "INSERT INTO audit(time, user, address, action, repo, target, detail) VALUES(?,?,?,?,?,?,?)",
+            (time, user, address, action, repo, target, json.dumps(detail) if detail else None),
+        )
 
     def audit_records(self, since: str | None = None, limit: int | None = 1000) -> list[dict[str, Any]]:
         sql = "SELECT id, time, user, address, action, repo, target, detail FROM audit"
