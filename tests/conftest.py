@@ -110,13 +110,16 @@ class Proc:
 
     def start(self, port: int = 0) -> "Proc":
         fh = open(self.log, "ab")
+        offset = fh.tell()  # on a restart, only this run's lines count
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "artifactd", "--data-dir", str(self.data_dir), "serve", "--port", str(port)],
             stdout=fh, stderr=fh,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
+            with open(self.log, "rb") as lf:
+                lf.seek(offset)
+                text = lf.read().decode(errors="replace")
             for line in text.splitlines()[::-1]:
                 if " on http://" in line and "serving" in line:
                     self.url = line.rsplit(" on ", 1)[1].strip()

@@ -23,7 +23,8 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ProtocolError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import NewConnectionError, ProtocolError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from artifactd import __version__
 from artifactd.errors import ArtifactdError, BadRequest, UpstreamError, UpstreamTimeout
@@ -163,6 +164,8 @@ class UpstreamClient:
             try:
                 resp = self.pool.request("GET", url, headers=self._headers(url, headers), redirect=False,
                                          preload_content=False, decode_content=True)
+            except NewConnectionError as exc:  # (a ConnectTimeoutError subclass, but a refusal)
+                raise UpstreamError(f"upstream unreachable: {redact(url)}: {_describe(exc)}") from None
             except (Urllib3Timeout, socket.timeout) as exc:
                 raise UpstreamTimeout(f"upstream timed out: {redact(url)}: {type(exc).__name__}") from None
             except (Urllib3Error, OSError) as exc:
