@@ -30,6 +30,7 @@ from artifactd.formats.generic.paths import join_segments, parse_matrix, split_m
 from artifactd.formats.pypi import simple
 from artifactd.http import api, oci, throttle
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
+from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
 
 if TYPE_CHECKING:
     from artifactd.http.server import ArtifactServer
@@ -281,7 +282,12 @@ class Handler(BaseHTTPRequestHandler):
             if filename.endswith(".metadata"):
                 stored = repo.open_metadata(norm, filename[: -len(".metadata")])
                 return self._send_file(stored, None, name)
-            stored, art = repo.open_file(norm, filename)
+            if self.command == "GET" and not self.headers.get("Range"):
+                result, art = open_or_fetch(repo, norm, filename)
+                if not isinstance(result, StoredFile):
+                    return self._send_fetch(result, name)
+                return self._send_file(result, art, name)
+            stored, art = repo.open_file(norm, filename)  # HEAD/Range on a proxy: cache it first
             return self._send_file(stored, art, name)
         if sub == [""]:
             return self._repository_info(name)
@@ -370,7 +376,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _project_page(self, repo: Any, norm: str) -> None:
         media = self._negotiate()
-        state = repo.state()
+        state = project_state(repo, norm)  # a proxy revalidates here, at most once per TTL
         self._page((repo.name, norm, media), state,
                    lambda: simple.render_project(repo.project(norm), media), media, self._cache_control(repo))
 
@@ -429,6 +435,38 @@ class Handler(BaseHTTPRequestHandler):
         if art is not None and status == 200:
             self.server.downloads.record(art.id, isotime(utcnow()))
             self.server.app.hooks.after_download(repo, art, True)
+
+    def _send_fetch(self, fetch: FileFetch, repo: str) -> None:
+        """A proxy's first download of a file: small files are verified before the answer
+        (a mismatch is a clean 502); large ones are streamed while written, the last chunk
+        held back until the sha256 is verified, so a mismatch closes the connection early."""
+        try:
+            length = fetch.start()
+            if length is None or not fetch.stream_to_client:
+                stored, art = fetch.run(None)
+                return self._send_file(stored, art, repo)
+        except BaseException:
+            fetch.cancel()
+            raise
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        self.send_header("ETag", f'"{fetch.sha256}"')
+        self.send_header("Last-Modified", email.utils.formatdate(usegmt=True))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Cache-Control", IMMUTABLE)
+        self.end_headers()
+        try:
+            _, art = fetch.run(self.wfile.write)
+        except ArtifactdError as exc:
+            # Headers are gone: the only honest signal left is an incomplete body.
+            log.warning("%s %s: aborted after the headers: %s", self.command, self.path, exc.message)
+            self.close_connection = True
+            self.server.metrics.count(self.command, 502)
+            return
+        self.server.metrics.count(self.command, 200, length)
+        if art is not None:
+            self.server.downloads.record(art.id, isotime(utcnow()))
 
     # --- POST: uploads ---------------------------------------------------------------------
     def _post(self) -> None:
