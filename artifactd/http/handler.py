@@ -381,14 +381,21 @@ class Handler(BaseHTTPRequestHandler):
                    lambda: simple.render_project(repo.project(norm), media), media, self._cache_control(repo))
 
     # --- files -------------------------------------------------------------------------------
-    def _send_file(self, f: StoredFile, art: Any, repo: str) -> None:
+    def _send_file(self, f: StoredFile, art: Any, repo: str, *, cache_control: str = IMMUTABLE,
+                   extra: dict[str, str] | None = None) -> None:
+        """Serve a blob: ETag/304, HEAD, a single Range (206/416) or If-Range, then sendfile.
+
+        Index files are immutable (their names are never reused); generic paths pass
+        ``cache_control=REVALIDATE`` because a path may be overwritten.
+        """
         etag = f'"{f.sha256}"'
         last_modified = email.utils.formatdate(f.mtime, usegmt=True)
         headers = {
             "ETag": etag,
             "Last-Modified": last_modified,
             "Accept-Ranges": "bytes",
-            "Cache-Control": IMMUTABLE,
+            "Cache-Control": cache_control,
+            **(extra or {}),
         }
         if _etag_matches(self.headers.get("If-None-Match"), etag):
             self._drain_or_close()
@@ -540,60 +547,11 @@ class Handler(BaseHTTPRequestHandler):
         self._send_generic(art, name)
 
     def _send_generic(self, art: Any, repo: str) -> None:
-        """Serve a generic file: like ``_send_file`` (HEAD, single ranges, sendfile), but revalidated.
-
-        A generic path may be overwritten, so its responses are not immutable.
-        """
+        """Serve a generic file: revalidated (a path may be overwritten), with its checksum header."""
         from artifactd.repositories.hosted import stored
 
         f = stored(self.server.app, art.sha256, art.size)
-        etag = f'"{f.sha256}"'
-        last_modified = email.utils.formatdate(f.mtime, usegmt=True)
-        headers = {"ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes",
-                   "Cache-Control": REVALIDATE, "X-Checksum-Sha256": f.sha256}
-        if _etag_matches(self.headers.get("If-None-Match"), etag):
-            self.send_response(304)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            self.server.metrics.count(self.command, 304)
-            return
-        start, end, status = 0, f.size - 1, 200
-        rng = self.headers.get("Range")
-        if rng and _if_range_ok(self.headers.get("If-Range"), etag, last_modified):
-            parsed = _parse_range(rng, f.size)
-            if parsed == "unsatisfiable":
-                err = RangeNotSatisfiable(f"range {rng!r} not satisfiable for {f.size} bytes")
-                err.length = f.size  # type: ignore[attr-defined]
-                raise err
-            if isinstance(parsed, tuple):
-                start, end = parsed
-                status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
-        length = max(0, end - start + 1)
-        try:
-            fh = open(f.path, "rb")
-        except FileNotFoundError:
-            raise NotFound("file is missing from the store") from None
-        with fh:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(length))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command == "HEAD" or length == 0:
-                self.server.metrics.count(self.command, status)
-                return
-            self.wfile.flush()
-            sent = self.connection.sendfile(fh, start, length)
-            if sent != length:
-                self.close_connection = True
-        self.server.metrics.count(self.command, status, length)
-        if status == 200:
-            self.server.downloads.record(art.id, isotime(utcnow()))
-            self.server.app.hooks.after_download(repo, art, True)
+        self._send_file(f, art, repo, cache_control=REVALIDATE, extra={"X-Checksum-Sha256": f.sha256})
 
     def _put(self) -> None:
         segs = _segments(split_matrix(urlsplit(self.path).path)[0])
