@@ -36,7 +36,7 @@ class DistFile:
     project: str  # normalized project name
     version: str
     sha256: str
-    size: int
+    size: int | None  # None only for a proxy file whose upstream (HTML) did not say and is not cached yet
     upload_time: str | None = None
     requires_python: str | None = None
     yanked: bool = False
@@ -44,6 +44,9 @@ class DistFile:
     metadata_sha256: str | None = None  # PEP 658 core metadata blob
     packagetype: str | None = None
     repo: str = ""  # the repository that holds it (a group's member)
+    # PEP 658/714 ``true``: core metadata is served but its hash is not known yet (a proxied
+    # wheel whose upstream gave no metadata hash; known once the wheel is cached).
+    metadata_advertised: bool = False
 
     @property
     def yanked_value(self) -> bool | str:

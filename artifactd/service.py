@@ -338,3 +338,44 @@ def create_token(app: "App", user: str, name: str, scopes: tuple[str, ...] = ("w
     return token, info
 
 
+# --- proxies and groups -----------------------------------------------------------------
+
+def invalidate_cache(app: "App", name: str, project: str | None = None) -> dict[str, int]:
+    """Drop cached index pages of a proxy (or of every proxy in a group). Files stay.
+
+    Returns ``{proxy name: pages dropped}``. Running servers notice through the
+    cache generation counter in the database.
+    """
+    cfg = app.config.repo(name)
+    if cfg is None:
+        raise RepositoryNotFound(f"no repository named {name!r}")
+    out: dict[str, int] = {}
+
+    def visit(n: str) -> None:
+        c = app.config.repo(n)
+        if c is None or n in out:
+            return
+        if c.type == "proxy":
+            repo = app.repository(n)
+            out[n] = repo.invalidate(project)  # type: ignore[attr-defined]
+        elif c.type == "group":
+            for m in c.members:
+                visit(m)
+
+    visit(name)
+    if not out:
+        raise BadRequest(f"repository {name!r} is a {cfg.type} repository and holds no proxy cache")
+    app.db.audit(isotime(utcnow()), None, None, "cache-invalidate", name, project, out)
+    return out
+
+
+def explain_group(app: "App", group: str, project: str) -> dict[str, Any]:
+    """Which member of a group serves ``project`` and which members' files are hidden."""
+    cfg = app.config.repo(group)
+    if cfg is None:
+        raise RepositoryNotFound(f"no repository named {group!r}")
+    if cfg.type != "group":
+        raise BadRequest(f"repository {group!r} is a {cfg.type} repository, not a group")
+    repo = app.repository(group)
+    result: dict[str, Any] = repo.explain(canonicalize_name(project))  # type: ignore[attr-defined]
+    return result

@@ -108,17 +108,21 @@ class Proc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.preexec: Any = None  # e.g. set resource limits in the child (disk-full tests)
+        self.python = sys.executable  # another interpreter, e.g. a throw-away venv's
+        self.env: dict[str, str] | None = None
 
     def start(self, port: int = 0) -> "Proc":
-        offset = self.log.stat().st_size if self.log.exists() else 0
         fh = open(self.log, "ab")
+        offset = fh.tell()  # on a restart, only this run's lines count
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "artifactd", "--data-dir", str(self.data_dir), "serve", "--port", str(port)],
-            stdout=fh, stderr=fh, preexec_fn=self.preexec,
+            [self.python, "-m", "artifactd", "--data-dir", str(self.data_dir), "serve", "--port", str(port)],
+            stdout=fh, stderr=fh, preexec_fn=self.preexec, env=self.env,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            text = self.log.read_bytes()[offset:].decode(errors="replace")
+            with open(self.log, "rb") as lf:
+                lf.seek(offset)
+                text = lf.read().decode(errors="replace")
             for line in text.splitlines()[::-1]:
                 if " on http://" in line and "serving" in line:
                     self.url = line.rsplit(" on ", 1)[1].strip()

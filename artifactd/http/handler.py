@@ -30,6 +30,7 @@ from artifactd.formats.generic.paths import join_segments, parse_matrix, split_m
 from artifactd.formats.pypi import simple
 from artifactd.http import api, oci, throttle
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
+from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
 from artifactd.web import routes as web
 
 if TYPE_CHECKING:
@@ -284,7 +285,12 @@ class Handler(BaseHTTPRequestHandler):
             if filename.endswith(".metadata"):
                 stored = repo.open_metadata(norm, filename[: -len(".metadata")])
                 return self._send_file(stored, None, name)
-            stored, art = repo.open_file(norm, filename)
+            if self.command == "GET" and not self.headers.get("Range"):
+                result, art = open_or_fetch(repo, norm, filename)
+                if not isinstance(result, StoredFile):
+                    return self._send_fetch(result, name)
+                return self._send_file(result, art, name)
+            stored, art = repo.open_file(norm, filename)  # HEAD/Range on a proxy: cache it first
             return self._send_file(stored, art, name)
         if sub == [""]:
             return self._repository_info(name)
@@ -373,19 +379,26 @@ class Handler(BaseHTTPRequestHandler):
 
     def _project_page(self, repo: Any, norm: str) -> None:
         media = self._negotiate()
-        state = repo.state()
+        state = project_state(repo, norm)  # a proxy revalidates here, at most once per TTL
         self._page((repo.name, norm, media), state,
                    lambda: simple.render_project(repo.project(norm), media), media, self._cache_control(repo))
 
     # --- files -------------------------------------------------------------------------------
-    def _send_file(self, f: StoredFile, art: Any, repo: str) -> None:
+    def _send_file(self, f: StoredFile, art: Any, repo: str, *, cache_control: str = IMMUTABLE,
+                   extra: dict[str, str] | None = None) -> None:
+        """Serve a blob: ETag/304, HEAD, a single Range (206/416) or If-Range, then sendfile.
+
+        Index files are immutable (their names are never reused); generic paths pass
+        ``cache_control=REVALIDATE`` because a path may be overwritten.
+        """
         etag = f'"{f.sha256}"'
         last_modified = email.utils.formatdate(f.mtime, usegmt=True)
         headers = {
             "ETag": etag,
             "Last-Modified": last_modified,
             "Accept-Ranges": "bytes",
-            "Cache-Control": IMMUTABLE,
+            "Cache-Control": cache_control,
+            **(extra or {}),
         }
         if _etag_matches(self.headers.get("If-None-Match"), etag):
             self._drain_or_close()
@@ -432,6 +445,38 @@ class Handler(BaseHTTPRequestHandler):
         if art is not None and status == 200:
             self.server.downloads.record(art.id, isotime(utcnow()))
             self.server.app.hooks.after_download(repo, art, True)
+
+    def _send_fetch(self, fetch: FileFetch, repo: str) -> None:
+        """A proxy's first download of a file: small files are verified before the answer
+        (a mismatch is a clean 502); large ones are streamed while written, the last chunk
+        held back until the sha256 is verified, so a mismatch closes the connection early."""
+        try:
+            length = fetch.start()
+            if length is None or not fetch.stream_to_client:
+                stored, art = fetch.run(None)
+                return self._send_file(stored, art, repo)
+        except BaseException:
+            fetch.cancel()
+            raise
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        self.send_header("ETag", f'"{fetch.sha256}"')
+        self.send_header("Last-Modified", email.utils.formatdate(usegmt=True))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Cache-Control", IMMUTABLE)
+        self.end_headers()
+        try:
+            _, art = fetch.run(self.wfile.write)
+        except ArtifactdError as exc:
+            # Headers are gone: the only honest signal left is an incomplete body.
+            log.warning("%s %s: aborted after the headers: %s", self.command, self.path, exc.message)
+            self.close_connection = True
+            self.server.metrics.count(self.command, 502)
+            return
+        self.server.metrics.count(self.command, 200, length)
+        if art is not None:
+            self.server.downloads.record(art.id, isotime(utcnow()))
 
     # --- POST: uploads ---------------------------------------------------------------------
     def _post(self) -> None:
@@ -507,60 +552,11 @@ class Handler(BaseHTTPRequestHandler):
         self._send_generic(art, name)
 
     def _send_generic(self, art: Any, repo: str) -> None:
-        """Serve a generic file: like ``_send_file`` (HEAD, single ranges, sendfile), but revalidated.
-
-        A generic path may be overwritten, so its responses are not immutable.
-        """
+        """Serve a generic file: revalidated (a path may be overwritten), with its checksum header."""
         from artifactd.repositories.hosted import stored
 
         f = stored(self.server.app, art.sha256, art.size)
-        etag = f'"{f.sha256}"'
-        last_modified = email.utils.formatdate(f.mtime, usegmt=True)
-        headers = {"ETag": etag, "Last-Modified": last_modified, "Accept-Ranges": "bytes",
-                   "Cache-Control": REVALIDATE, "X-Checksum-Sha256": f.sha256}
-        if _etag_matches(self.headers.get("If-None-Match"), etag):
-            self.send_response(304)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            self.server.metrics.count(self.command, 304)
-            return
-        start, end, status = 0, f.size - 1, 200
-        rng = self.headers.get("Range")
-        if rng and _if_range_ok(self.headers.get("If-Range"), etag, last_modified):
-            parsed = _parse_range(rng, f.size)
-            if parsed == "unsatisfiable":
-                err = RangeNotSatisfiable(f"range {rng!r} not satisfiable for {f.size} bytes")
-                err.length = f.size  # type: ignore[attr-defined]
-                raise err
-            if isinstance(parsed, tuple):
-                start, end = parsed
-                status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
-        length = max(0, end - start + 1)
-        try:
-            fh = open(f.path, "rb")
-        except FileNotFoundError:
-            raise NotFound("file is missing from the store") from None
-        with fh:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(length))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command == "HEAD" or length == 0:
-                self.server.metrics.count(self.command, status)
-                return
-            self.wfile.flush()
-            sent = self.connection.sendfile(fh, start, length)
-            if sent != length:
-                self.close_connection = True
-        self.server.metrics.count(self.command, status, length)
-        if status == 200:
-            self.server.downloads.record(art.id, isotime(utcnow()))
-            self.server.app.hooks.after_download(repo, art, True)
+        self._send_file(f, art, repo, cache_control=REVALIDATE, extra={"X-Checksum-Sha256": f.sha256})
 
     def _put(self) -> None:
         segs = _segments(split_matrix(urlsplit(self.path).path)[0])

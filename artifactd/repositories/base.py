@@ -6,7 +6,7 @@ is what page caches and ETags are keyed on.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from artifactd.model import Artifact, ProjectPage, ProjectRef, StoredFile
 
@@ -34,3 +34,43 @@ class Repository(Protocol):
 
     def open_metadata(self, project: str, filename: str) -> StoredFile:
         """PEP 658 core metadata of a wheel. Raises FileNotFound."""
+
+
+class FileFetch(Protocol):
+    """A first download from an upstream, to be run by exactly one caller.
+
+    ``start()`` runs the plugin gate and opens the upstream response; it returns the
+    declared length (None when unknown). ``run(sink)`` streams the body into the blob
+    store, passing each chunk to ``sink`` (the client) except the last one, which is
+    passed only after the sha256 was verified and the blob committed. Either call
+    raises (UpstreamError, Forbidden, ...) and then nothing is cached.
+    """
+
+    sha256: str
+    stream_to_client: bool
+
+    def start(self) -> int | None: ...
+
+    def run(self, sink: Callable[[bytes], object] | None = None) -> tuple[StoredFile, Artifact | None]: ...
+
+    def cancel(self) -> None: ...
+
+
+def project_state(repo: Repository, normalized: str) -> str:
+    """A state string for one project page, cheap except that a proxy may revalidate
+    with its upstream here (at most once per TTL). Raises ProjectNotFound when the
+    repository can tell cheaply that it does not have the project.
+    """
+    fn = getattr(repo, "project_state", None)
+    if fn is not None:
+        return str(fn(normalized))
+    return repo.state()
+
+
+def open_or_fetch(repo: Repository, project: str, filename: str) -> tuple["StoredFile | FileFetch", Artifact | None]:
+    """Like ``open_file``, but a proxy may return a :class:`FileFetch` for the caller to stream."""
+    fn = getattr(repo, "open_or_fetch", None)
+    if fn is not None:
+        result: tuple[StoredFile | FileFetch, Artifact | None] = fn(project, filename)
+        return result
+    return repo.open_file(project, filename)

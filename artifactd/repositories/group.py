@@ -7,12 +7,13 @@ never a silent fall-through to a later member.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
-from artifactd.errors import FileNotFound, ProjectNotFound
+from artifactd.errors import ArtifactdError, FileNotFound, ProjectNotFound
 from artifactd.model import Artifact, DistFile, ProjectPage, ProjectRef, StoredFile
+from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
 from artifactd.repositories.hosted import sort_files, sorted_versions
 
 if TYPE_CHECKING:
@@ -44,11 +45,37 @@ class GroupPypi:
                 seen.setdefault(p.normalized, p)
         return [seen[k] for k in sorted(seen)]
 
-    def resolve(self, normalized: str) -> tuple[list[tuple[str, ProjectPage]], list[str]]:
-        """(member pages that serve the project, in order; members hidden by first-match)."""
+    def project_state(self, normalized: str) -> str:
+        """The members' states for this project, in the same first-match order as ``resolve``."""
+        parts = [self.name]
+        found = False
+        for m in self.members():
+            try:
+                parts.append(project_state(m, normalized))
+            except ProjectNotFound:
+                parts.append(f"{m.name}:-")
+                continue
+            found = True
+            if normalized not in self._merge:
+                break
+        if not found:
+            raise ProjectNotFound(f"project {normalized!r} not found in {self.name}")
+        return "|".join(parts)
+
+    def resolve(self, normalized: str, *, explain: bool = False
+                ) -> tuple[list[tuple[str, ProjectPage]], list[str]]:
+        """(member pages that serve the project, in order; members hidden by first-match).
+
+        Without ``explain`` the members after the owner are not asked at all (unless the
+        project is on the merge list): they cannot change the answer, and a proxy behind
+        a hosted owner must not cost an upstream request or turn its outage into a 502.
+        With ``explain`` they are asked, to report what is hidden (``artifactd why``).
+        """
         serving: list[tuple[str, ProjectPage]] = []
         hidden: list[str] = []
         for m in self.members():
+            if serving and normalized not in self._merge and not explain:
+                break
             try:
                 page = m.project(normalized)
             except ProjectNotFound:
@@ -60,6 +87,42 @@ class GroupPypi:
         if not serving:
             raise ProjectNotFound(f"project {normalized!r} not found in {self.name}")
         return serving, hidden
+
+    def explain(self, normalized: str) -> dict[str, Any]:
+        """Which member serves the project, and what first-match hid (``artifactd why``)."""
+        merged = normalized in self._merge
+        rows: list[dict[str, Any]] = []
+        owner: str | None = None
+        for m in self.members():
+            row: dict[str, Any] = {"member": m.name, "type": m.config.type}
+            try:
+                page = m.project(normalized)
+            except ProjectNotFound:
+                row["result"] = "not found"
+                rows.append(row)
+                continue
+            except ArtifactdError as exc:
+                row["result"] = "error"
+                row["error"] = exc.message
+                rows.append(row)
+                if owner is None:
+                    break  # the group answers 502 here: later members are never reached
+                continue
+            row["files"] = len(page.files)
+            row["versions"] = list(page.versions)
+            if page.owner and page.owner != m.name:
+                row["via"] = page.owner
+            if owner is None:
+                owner = m.name
+                row["result"] = "serves"
+            elif merged:
+                row["result"] = "serves (merged)"
+            else:
+                row["result"] = "hidden"
+            rows.append(row)
+        hidden = [r["member"] for r in rows if r["result"] == "hidden"]
+        return {"group": self.name, "project": normalized, "owner": owner, "merge_listed": merged,
+                "hidden": hidden, "members": rows}
 
     def project(self, normalized: str) -> ProjectPage:
         serving, hidden = self.resolve(normalized)
@@ -82,6 +145,9 @@ class GroupPypi:
 
     def open_file(self, project: str, filename: str) -> tuple[StoredFile, Artifact | None]:
         return self._owner_of(project, filename).open_file(project, filename)
+
+    def open_or_fetch(self, project: str, filename: str) -> tuple["StoredFile | FileFetch", Artifact | None]:
+        return open_or_fetch(self._owner_of(project, filename), project, filename)
 
     def open_metadata(self, project: str, filename: str) -> StoredFile:
         return self._owner_of(project, filename).open_metadata(project, filename)

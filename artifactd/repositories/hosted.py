@@ -51,6 +51,12 @@ class HostedPypi:
     def state(self) -> str:
         return f"{self.name}:{self.app.db.serial(self.name)}"
 
+    def project_state(self, normalized: str) -> str:
+        """``state()``, after checking (one indexed query) that the project exists."""
+        if not self.app.db.has_project(self.name, normalized):
+            raise ProjectNotFound(f"project {normalized!r} not found in {self.name}")
+        return self.state()
+
     def projects(self) -> list[ProjectRef]:
         return [ProjectRef(name=display or norm, normalized=norm) for norm, display in self.app.db.projects(self.name)]
 

@@ -344,6 +344,21 @@ class MetadataStore:
         with self.write() as con:
             self._bump(con, repo)
 
+    # --- counters (in the meta table; e.g. a proxy's cache generation) ------
+    def counter(self, key: str) -> int:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", ("counter:" + key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def bump_counter(self, key: str) -> int:
+        with self.write() as con:
+            con.execute(
+                "INSERT INTO meta(key, value) VALUES(?, '1') "
+                "ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+                ("counter:" + key,),
+            )
+            row = con.execute("SELECT value FROM meta WHERE key = ?", ("counter:" + key,)).fetchone()
+            return int(row[0])
+
     # --- artifacts ---------------------------------------------------------
     def add_artifact(self, a: NewArtifact, *, idempotent_same_sha: bool = True,
                      audit: AuditEntry | None = None) -> tuple[Artifact, bool]:
@@ -415,6 +430,10 @@ class MetadataStore:
             f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? AND project = ? ORDER BY id", (repo, project)
         ).fetchall()
         return [_row_to_artifact(r) for r in rows]
+
+    def has_project(self, repo: str, project: str) -> bool:
+        row = self.con.execute("SELECT 1 FROM artifacts WHERE repo = ? AND project = ? LIMIT 1", (repo, project)).fetchone()
+        return row is not None
 
     def projects(self, repo: str) -> list[tuple[str, str]]:
         """(normalized, display name) for every project in a repository, sorted."""

@@ -87,15 +87,21 @@ def ext_link(link: str) -> Safe:
 # --- home ----------------------------------------------------------------------------------------
 
 def upstream_cell(status: dict[str, Any] | None) -> Node:
+    """A proxy's ``status()``: its health (ok, failing, offline, unknown), last success and error."""
     if not status:
         return "-"
-    ok = next((status[k] for k in ("healthy", "ok", "upstream_ok", "available") if k in status), None)
+    health = status.get("health")
+    if health is None:
+        ok = next((status[k] for k in ("healthy", "ok", "upstream_ok", "available") if k in status), None)
+        health = None if ok is None else ("ok" if ok else "failing")
     parts: list[Node] = []
-    if ok is not None:
-        parts.append(badge("healthy" if ok else "failing", "allow" if ok else "deny"))
-    for k, v in status.items():
-        if isinstance(v, (str, int, float)) and not isinstance(v, bool) and k not in ("url",):
-            parts.append(el("span", {"class": "small"}, f" {k}: {v}"))
+    if health is not None:
+        kind = {"ok": "allow", "failing": "deny", "offline": "review"}.get(str(health), "none")
+        parts.append(badge("healthy" if health == "ok" else str(health), kind))
+    for k in ("last_success", "last_error", "error", "cached_pages"):
+        v = status.get(k)
+        if v not in (None, ""):
+            parts.append(el("span", {"class": "small"}, f" {k.replace('_', ' ')}: {v}"))
     return parts
 
 
@@ -161,6 +167,8 @@ def repo_header(info: dict[str, Any]) -> Safe:
         items.append(("Upstream", info["url"]))
     if info.get("upstream"):
         items.append(("Upstream health", upstream_cell(info["upstream"])))
+    if info["type"] == "proxy" and info["format"] == "pypi":
+        items.append(("Listed here", "projects with cached files; any other project opens at its own page"))
     items.append(("Files", f"{info['files']} ({size(info['stored'])} stored, {size(info['dedup'])} deduplicated)"))
     return dl(items)
 

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from artifactd import build_service, generic_service, policy, service
 from artifactd.errors import ArtifactdError, BadRequest, Forbidden, NotFound, ProjectNotFound, Unauthorized
-from artifactd.model import ANONYMOUS, Principal, isotime, utcnow
+from artifactd.model import ANONYMOUS, Artifact, Principal, isotime, utcnow
 from artifactd.store.web_sessions import WebSession, WebSessions
 from artifactd.web import pages, queries, reports
 from artifactd.web.html import url
@@ -37,6 +38,7 @@ COOKIE = "artifactd_session"
 LOGIN_COOKIE = "artifactd_login"
 SESSION_SECONDS = 12 * 3600
 MAX_FORM = 64 * 1024
+PROXY_STATUS_TTL = 15.0
 SECURITY_HEADERS = [
     ("Content-Security-Policy", pages.CSP),
     ("X-Content-Type-Options", "nosniff"),
@@ -184,8 +186,12 @@ def global_state(app: "App") -> str:
     files, and audited writes (properties, pins, promotions and users are all audited)."""
     serials = app.db.serials()
     audit = app.db.con.execute("SELECT MAX(id) FROM audit").fetchone()[0]
-    return ("|".join(f"{k}:{v}" for k, v in sorted(serials.items()))
-            + f"|cfg:{app._config_mtime}|adv:{reports.state(app)}|audit:{audit}")
+    state = ("|".join(f"{k}:{v}" for k, v in sorted(serials.items()))
+             + f"|cfg:{app._config_mtime}|adv:{reports.state(app)}|audit:{audit}")
+    if any(c.type == "proxy" for c in app.config.repositories.values()):
+        # upstream health lives outside the database: such pages are rebuilt at most every PROXY_STATUS_TTL s
+        state += f"|t:{int(time.monotonic() // PROXY_STATUS_TTL)}"
+    return state
 
 
 def cached(ctx: Ctx, state: str, render: Callable[[], bytes]) -> None:
@@ -531,8 +537,12 @@ def _project_artifacts(ctx: Ctx, name: str, norm: str) -> tuple[Any, list[Any]]:
     arts = []
     for f in page.files:
         art = ctx.app.db.get_by_filename(f.repo or name, f.filename)
-        if art is not None:
-            arts.append(art)
+        if art is None:  # a proxy's file not cached yet: what its index page says (id 0: no row)
+            art = Artifact(id=0, repo=f.repo or name, path=f"{norm}/{f.version}/{f.filename}", sha256=f.sha256,
+                           size=f.size or 0, created=f.upload_time or "", kind="pypi", project=norm,
+                           project_name=page.name, version=f.version, filename=f.filename, packagetype=f.packagetype,
+                           requires_python=f.requires_python, yanked=f.yanked, yanked_reason=f.yanked_reason)
+        arts.append(art)
     return page, arts
 
 

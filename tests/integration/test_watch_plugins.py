@@ -116,32 +116,41 @@ def test_third_party_plugin_via_entry_point_gates_an_upload(tmp_path: Path) -> N
         [tool.setuptools]
         py-modules = ["denyall_plugin"]
     '''))
-    target = tmp_path / "site"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    # A throw-away virtual environment: it sees artifactd through a .pth file that adds this
+    # environment's site-packages (so nothing is downloaded), and the plugin is pip-installed
+    # into the venv itself, where its entry point is found like any third-party plugin's.
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    py = str(venv / "bin" / "python")
+    venv_site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    parent_site = sysconfig.get_paths()["purelib"]
+    Path(venv_site, "_artifactd_parent.pth").write_text(f"import site; site.addsitedir({parent_site!r})\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_CACHE_DIR="1")
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                           "--no-build-isolation", "--target", str(target), str(src)],
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-index", "--no-deps",
+                           "--no-build-isolation", str(src)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    env["PYTHONPATH"] = str(target)
+    assert list(Path(venv_site).glob("denyall-0.1.dist-info")), "the plugin is installed in the venv"
     data = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "artifactd", "--data-dir", str(data), "init"], env=env,
+    subprocess.run([py, "-m", "artifactd", "--data-dir", str(data), "init"], env=env,
                    capture_output=True, check=True, timeout=60)
-    listed = subprocess.run([sys.executable, "-m", "artifactd", "--data-dir", str(data), "plugins", "list"],
+    listed = subprocess.run([py, "-m", "artifactd", "--data-dir", str(data), "plugins", "list"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert "denyall" in listed.stdout and "check_upload" in listed.stdout
+    # Outside the venv, the plugin does not exist.
+    plain = subprocess.run([sys.executable, "-m", "artifactd", "--data-dir", str(data), "plugins", "list"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert "denyall" not in plain.stdout
 
     server = Proc(data, tmp_path / "server.log")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(target)  # Proc inherits the environment
-    try:
-        server.start()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
+    server.python = py
+    server.env = env
+    server.start()
     try:
         token = _admin_token(data)
         evil = make_wheel(tmp_path / "w", "evil-pkg", "1.0").read_bytes()

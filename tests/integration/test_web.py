@@ -385,3 +385,39 @@ def test_image_repository_pages(server: Any) -> None:
     assert not check_html(body).errors
     status, _, _ = c.get("/ui/repo/docker-hosted/image/?name=nope")
     assert status == 404
+
+
+def test_proxy_upstream_health_and_uncached_files(server: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from artifactd.web import routes
+
+    monkeypatch.setattr(routes, "PROXY_STATUS_TTL", 0.05)
+    from tests.dists import make_wheel
+    from tests.integration.test_proxy import add_proxy
+    from artifactd.app import App
+    from artifactd.http.server import serve_in_thread
+
+    up_app = App(tmp_path / "upstream")
+    httpd, thread = serve_in_thread(up_app)
+    try:
+        service.upload_file(up_app, "pypi-local", make_wheel(tmp_path / "u", "remote-only", "1.0",
+                                                             license_expression="MIT"))
+        add_proxy(server.app, f"{httpd.url}/repository/pypi-local/simple/")
+        c = Client(server.url)
+        _, _, home = c.get("/ui/")
+        assert "remote" in home
+        # a project only the upstream has: its page comes from the proxy's index, files not cached yet
+        status, _, body = c.get("/ui/repo/remote/project/remote-only/1.0/")
+        assert status == 200 and "remote_only-1.0-py3-none-any.whl" in body
+        assert not check_html(body).errors
+        status, _, body = c.get("/ui/repo/pypi/project/remote-only/")
+        assert status == 200 and "Served by" in body
+        time.sleep(0.1)
+        _, _, home = c.get("/ui/")
+        assert "healthy" in home and "last success" in home
+        _, _, body = c.get("/ui/repo/remote/")
+        assert "Upstream health" in body and "healthy" in body
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+        up_app.close()

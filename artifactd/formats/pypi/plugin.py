@@ -1,4 +1,4 @@
-"""The built-in ``pypi`` plugin: hosted and group PyPI repositories.
+"""The built-in ``pypi`` plugin: hosted, proxy and group PyPI repositories.
 
 Registered through the ``artifactd`` entry-point group like any third-party plugin.
 """
@@ -9,6 +9,7 @@ from typing import Any
 from artifactd import hookimpl
 from artifactd.repositories.group import GroupPypi
 from artifactd.repositories.hosted import HostedPypi
+from artifactd.repositories.proxy import ProxyPypi
 
 
 @hookimpl
@@ -19,4 +20,5 @@ def artifactd_register_formats(registry: dict[str, Any]) -> None:
 @hookimpl
 def artifactd_register_repository_kinds(registry: dict[Any, Any]) -> None:
     registry[("hosted", "pypi")] = HostedPypi
+    registry[("proxy", "pypi")] = ProxyPypi
     registry[("group", "pypi")] = GroupPypi

@@ -131,6 +131,8 @@ def render_project(page: ProjectPage, media: str) -> bytes:
         if f.metadata_sha256:
             attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
             attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
+        elif f.metadata_advertised:
+            attrs.append('data-core-metadata="true" data-dist-info-metadata="true"')
         if f.upload_time:
             attrs.append(f'data-upload-time="{esc(f.upload_time)}"')
         out.append(f'<a {" ".join(attrs)}>{esc(f.filename)}</a><br>\n')
@@ -146,14 +148,17 @@ def project_json(page: ProjectPage) -> dict[str, object]:
             "url": file_url(f),
             "hashes": {"sha256": f.sha256},
             "requires-python": f.requires_python,
-            "size": f.size,
             "yanked": f.yanked_value,
         }
+        if f.size is not None:
+            entry["size"] = f.size
         if f.upload_time:
             entry["upload-time"] = f.upload_time
         if f.metadata_sha256:
             # Never the key "dist-info-metadata" in JSON (pip 22.3-23.1 crash on it).
             entry["core-metadata"] = {"sha256": f.metadata_sha256}
+        elif f.metadata_advertised:
+            entry["core-metadata"] = True  # PEP 714: served, hash not known yet
         files.append(entry)
     return {
         "meta": {"api-version": API_VERSION},
