@@ -31,6 +31,7 @@ from artifactd.formats.pypi import simple
 from artifactd.http import api, oci, throttle
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
+from artifactd.web import routes as web
 
 if TYPE_CHECKING:
     from artifactd.http.server import ArtifactServer
@@ -248,7 +249,9 @@ class Handler(BaseHTTPRequestHandler):
         if segs[:1] == ["-"]:
             return self._internal(segs[1:])
         if segs == [""]:
-            return self._redirect("/repository/")
+            return self._redirect("/ui/")
+        if segs[:1] == ["ui"]:
+            return web.dispatch(self, segs[1:])
         if segs[:1] != ["repository"]:
             raise NotFound("not found")
         rest = segs[1:]
@@ -480,6 +483,8 @@ class Handler(BaseHTTPRequestHandler):
         segs = _segments(self.path)
         if segs[:2] == ["api", "v1"]:
             return api.dispatch(self, segs[2:])
+        if segs[:1] == ["ui"]:
+            return web.dispatch(self, segs[1:])
         if segs[:1] != ["repository"] or len(segs) < 2:
             raise NotFound("not found")
         name = segs[1]

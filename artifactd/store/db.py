@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
 from artifactd.model import Artifact, TokenInfo
-from artifactd.store import oci_db
+from artifactd.store import oci_db, web_sessions
 
 SCHEMA_VERSION = 2
 
@@ -267,6 +267,7 @@ class MetadataStore:
                 if stmt.strip():
                     con.execute(stmt)
             oci_db.create(con)  # additive schema step: OCI tables
+            web_sessions.create(con)  # additive schema step: web interface sessions
             # The base schema is version 1; the migrations below bring it up to date.
             con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1')")
             con.execute("COMMIT")
