@@ -113,4 +113,9 @@ def perm_revoke(c: Ctx, user_name: str, repo: str) -> None:
 def perm_list(c: Ctx, user_name: str | None, as_json: bool) -> None:
     """List grants."""
     rows = accounts.list_permissions(c.app(), user_name)
-    emit(rows, as_json, lambda rows: [click.echo(f"{r['user']:<20} {r['repo']:<24} {r['level']}") for r in rows])
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            click.echo(f"{r['user']:<20} {r['repo']:<24} {r['level']}")
+
+    emit(rows, as_json, human)

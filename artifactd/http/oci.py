@@ -306,7 +306,7 @@ def _catalog(req: Request) -> None:
             req.require("read", cfg.name)
         except ArtifactdError:
             continue
-        repo = req.app.repository(cfg.name)
+        repo: Any = req.app.repository(cfg.name)  # an OCI repository
         names.extend(f"{cfg.name}/{n}" for n in repo.names())
     page, link = _paginate(sorted(set(names)), req, "/v2/_catalog")
     req.json(200, {"repositories": page}, link)

@@ -65,7 +65,8 @@ class GroupOci:
         return list(seen.values())
 
     def record_pull(self, row: ManifestRow) -> None:
-        self.app.repository(row.repo).record_pull(row)
+        member: Any = self.app.repository(row.repo)  # an OCI repository (the Protocol is PyPI's)
+        member.record_pull(row)
 
     def names(self) -> list[str]:
         out: set[str] = set()
@@ -76,6 +77,6 @@ class GroupOci:
     def writable(self) -> "HostedOci | None":
         if not self.config.writable_member:
             return None
-        member = self.app.repository(self.config.writable_member)
+        member: Any = self.app.repository(self.config.writable_member)
         w: HostedOci | None = member.writable()
         return w

@@ -291,6 +291,7 @@ class ProxyPypi:
         page = self._page(normalized)
         rows = {a.filename: a for a in self.app.db.project_artifacts(self.name, normalized)}
         files = []
+        size: int | None
         for uf in page.files:
             wheel = uf.filename.endswith(".whl")
             art = rows.get(uf.filename)

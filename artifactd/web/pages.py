@@ -117,7 +117,8 @@ def findings_cell(summary: dict[str, int] | None) -> Node:
     return [[badge(f"{n} {k}", _sev_kind(k)), " "] for k, n in summary.items()]
 
 
-def _sev_kind(k: str) -> str:
+def _sev_kind(k: str | None) -> str:
+    k = k or "unknown"
     return {"malicious": "critical", "license-denied": "deny", "license-review": "review"}.get(k, k)
 
 
@@ -283,7 +284,7 @@ def project(repo: str, page: Any, arts: list[Artifact], reps: dict[str, dict[str
     by_version: dict[str, list[Artifact]] = {}
     for art in arts:
         by_version.setdefault(art.version or "", []).append(art)
-    rows = []
+    rows: list[list[Node]] = []
     for v in reversed(page.versions):
         files = by_version.get(v, [])
         rep = reps.get(v) or {}

@@ -264,7 +264,8 @@ def dispatch(handler: "Handler", segs: list[str]) -> None:
             raise
         body = ctx.page("Not found" if status == 404 else "Error",
                         pages.error_page(status, exc.message, anonymous=ctx.principal.anonymous))
-        extra = [("Retry-After", str(exc.retry_after))] if getattr(exc, "retry_after", None) else []
+        retry_after = getattr(exc, "retry_after", None)
+        extra = [("Retry-After", str(retry_after))] if retry_after else []
         send(ctx, 403 if status == 401 else status, body, headers=extra)
 
 

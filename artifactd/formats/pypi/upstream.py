@@ -61,7 +61,7 @@ class UpstreamFile:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "UpstreamFile":
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass(frozen=True)
@@ -324,7 +324,9 @@ def _parse_json(body: bytes, page_url: str, normalized: str) -> UpstreamPage:
         if not isinstance(f, dict) or not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
             b.skipped += 1
             continue
-        hashes = f.get("hashes") if isinstance(f.get("hashes"), dict) else {}
+        hashes = f.get("hashes")
+        if not isinstance(hashes, dict):
+            hashes = {}
         yanked = f.get("yanked", False)
         size = f.get("size")
         meta = f.get("core-metadata", f.get("dist-info-metadata", f.get("data-dist-info-metadata")))
