@@ -7,7 +7,7 @@ What it does (see docs/benchmarks.md for the latest table):
 
 * downloads a real dependency set (16 requirements, 50+ wheels) once with ``pip download``, using
   pip's own configuration, into the cache directory ($ARTIFACTD_BENCH_CACHE, default
-  ~/.cache/artifactd-bench); installs pypiserver and devpi-server into their own venvs there, and a
+  ~/.cache/artifactd-bench/compare); installs pypiserver and devpi-server into their own venvs there, and a
   "clients" venv with current pip and twine (uv is the project's own);
 * generates a synthetic index of 10,000 projects / 50,000 small wheels (cached);
 * starts each server on 127.0.0.1 with a free port and measures: twine upload of the real set,
@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-CACHE = Path(os.environ.get("ARTIFACTD_BENCH_CACHE") or Path.home() / ".cache" / "artifactd-bench")
+CACHE = Path(os.environ.get("ARTIFACTD_BENCH_CACHE") or Path.home() / ".cache" / "artifactd-bench" / "compare")
 
 # Sixteen everyday requirements; pip resolves them to 50+ wheels for this interpreter.
 REQUIREMENTS = [
@@ -331,11 +331,18 @@ def install(kind: str, clients: Path, server: Server, work: Path, home: Path) ->
         env["UV_CACHE_DIR"] = str(work / "uv-cache-unused")
         cmd = [VENV_BIN / "uv", "pip", "install", "--python", target / "bin" / "python", "--no-cache", "--no-config",
                "-q", "--index-url", index, "-r", reqs]
+    os.sync()  # flush earlier writes (a previous venv) so that writeback does not land in this timing
     t = time.perf_counter()
     run(cmd, env=env)
     elapsed = time.perf_counter() - t
     shutil.rmtree(target, ignore_errors=True)
     return elapsed
+
+
+def install_median(kind: str, clients: Path, server: Server, work: Path, home: Path, rounds: int) -> float:
+    times = [install(kind, clients, server, work, home) for _ in range(rounds)]
+    log(f"{server.name}: {kind} install rounds: {', '.join(f'{t:.2f}' for t in times)} s")
+    return statistics.median(times)
 
 
 @dataclass
@@ -485,7 +492,7 @@ def devpi_create_index(bins: dict[str, Path], s: Server, home: Path) -> None:
 
 
 def bench_peer(name: str, work: Path, bins: dict[str, Path], wheels: list[Path], big: Path,
-               seconds: float) -> dict[str, float]:
+               seconds: float, rounds: int) -> dict[str, float]:
     log(f"== {name}")
     home = work / f"home-{name}"
     home.mkdir()
@@ -502,9 +509,9 @@ def bench_peer(name: str, work: Path, bins: dict[str, Path], wheels: list[Path],
         r["upload"] = twine_upload(bins["clients"], s, wheels, home)
         log(f"{name}: twine upload of {len(wheels)} wheels: {r['upload']:.2f} s")
         twine_upload(bins["clients"], s, [big], home)
-        r["pip"] = install("pip", bins["clients"], s, work, home)
+        r["pip"] = install_median("pip", bins["clients"], s, work, home, rounds)
         log(f"{name}: pip install: {r['pip']:.2f} s")
-        r["uv"] = install("uv", bins["clients"], s, work, home)
+        r["uv"] = install_median("uv", bins["clients"], s, work, home, 3)
         log(f"{name}: uv pip install: {r['uv']:.2f} s")
         for label, path in (("project", s.project_path(PROJECT)), ("root", s.root_path)):
             sequential_latency(s, path, 20)  # warm up
@@ -535,7 +542,7 @@ def bench_synthetic(name: str, work: Path, bins: dict[str, Path], synth: Path) -
         r["s_start"] = s.start(timeout=600)
         r["s_root_cold"], r["s_root_warm"] = sequential_latency(s, s.root_path, 10)
         proj = s.project_path("synth-04242")
-        r["s_project_cold"], r["s_project_warm"] = sequential_latency(s, proj, 50)
+        r["s_project_cold"], r["s_project_warm"] = sequential_latency(s, proj, 10)
         r["s_rss"] = s.peak_rss_mb()
         log(f"{name}: start {r['s_start']:.2f} s; root {r['s_root_cold']:.1f} ms cold, {r['s_root_warm']:.2f} ms warm; "
             f"project {r['s_project_warm']:.2f} ms warm; peak RSS {r['s_rss']:.0f} MB")
@@ -643,7 +650,7 @@ pip to {nwheels} wheels ({mib:.0f} MiB); a synthetic index of {SYNTH_PROJECTS:,}
 versions = {SYNTH_PROJECTS * SYNTH_VERSIONS:,} small wheels (artifactd and pypiserver only: loading
 50,000 files into devpi through its upload API would take hours); one {args.big_mb} MiB file for the download row.
 
-How: installs use fresh venvs, `pip install --isolated --no-cache-dir` and `uv pip install --no-cache
+How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of 3 for uv), `pip install --isolated --no-cache-dir` and `uv pip install --no-cache
 --no-config`, with no PIP_*/UV_* variables. Load tests use wrk (or a Python keep-alive load generator)
 for {args.seconds:g} s per row with uv's Accept header. artifactd serves its default group repository
 (`/repository/pypi/simple/`); pypiserver runs with `--server auto` (which picks waitress), `--disable-fallback` and no auth; devpi-server
@@ -680,7 +687,7 @@ def main() -> int:
         for name in ["artifactd", *peers]:
             work = Path(tmp) / name
             work.mkdir()
-            results[name] = bench_peer(name, work, bins, wheels, big, args.seconds)
+            results[name] = bench_peer(name, work, bins, wheels, big, args.seconds, 1 if args.quick else 3)
             if synth is not None and name in ("artifactd", "pypiserver"):
                 results[name].update(bench_synthetic(name, work, bins, synth))
     info = machine()
