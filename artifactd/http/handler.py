@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import socket
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, unquote, urlsplit
@@ -25,6 +26,7 @@ from artifactd.errors import (
     RepositoryNotFound,
 )
 from artifactd.formats.pypi import simple
+from artifactd.http.fastparse import FastParseMixin
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ _BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
 _DRAIN_LIMIT = 1 << 20
 IMMUTABLE = "max-age=31536000, immutable"
 REVALIDATE = "max-age=0, must-revalidate"
+_DATE_CACHE: tuple[int, str] = (0, "")
 
 
 def _segments(raw_path: str) -> list[str]:
@@ -58,7 +61,7 @@ def _segments(raw_path: str) -> list[str]:
     return out
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(FastParseMixin, BaseHTTPRequestHandler):
     server: "ArtifactServer"
     protocol_version = "HTTP/1.1"
     server_version = f"artifactd/{__version__}"
@@ -75,6 +78,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug('%s "%s" %s %s', self.address_string(), self.requestline, code, size)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # formatdate() for the Date header of every response was ~7% of a cached page's CPU.
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        cached = _DATE_CACHE
+        if cached[0] != now:
+            cached = (now, email.utils.formatdate(now, usegmt=True))
+            globals()["_DATE_CACHE"] = cached
+        return cached[1]
 
     def send_header(self, keyword: str, value: str) -> None:
         if _BAD_HEADER_CHARS.search(keyword) or _BAD_HEADER_CHARS.search(str(value)):
@@ -117,9 +131,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
+        if self.request_version == "HTTP/0.9":  # no headers at all
+            self.end_headers()
+            if self.command != "HEAD" and body:
+                self.wfile.write(body)
+        else:
+            # Headers and body in one send: one syscall (and one GIL release) instead of two.
+            self._headers_buffer.append(b"\r\n")
+            if self.command != "HEAD" and body:
+                self._headers_buffer.append(body)
+            self.flush_headers()
         self.server.metrics.count(self.command, status, len(body))
 
     def send_error_response(self, exc: ArtifactdError) -> None:
