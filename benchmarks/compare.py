@@ -11,8 +11,9 @@ What it does (see docs/benchmarks.md for the latest table):
   "clients" venv with current pip and twine (uv is the project's own);
 * generates a synthetic index of 10,000 projects / 50,000 small wheels (cached);
 * starts each server on 127.0.0.1 with a free port and measures: twine upload of the real set,
-  ``pip install`` and ``uv pip install`` of it into fresh venvs with no client cache and no client
-  configuration; requests/s and p50/p99 latency of one project page and the root page at 2 and 16
+  ``pip install`` and ``uv pip install`` of it into fresh venvs with no client cache (pip
+  --no-cache-dir; uv with a fresh, empty UV_CACHE_DIR) and no client configuration;
+  requests/s and p50/p99 latency of one project page and the root page at 2 and 16
   connections (wrk when installed, else a bounded Python load generator); download throughput of
   a large file; start time (process start until the first 200 on the root page, with the data
   loaded) and peak RSS (VmHWM, children included); root and project page latency on the synthetic
@@ -328,14 +329,20 @@ def install(kind: str, clients: Path, server: Server, work: Path, home: Path) ->
         cmd = [clients / "python", "-m", "pip", "--python", target / "bin" / "python", "install", "--isolated",
                "--no-cache-dir", "--disable-pip-version-check", "-q", "--index-url", index, "-r", reqs]
     else:
-        env["UV_CACHE_DIR"] = str(work / "uv-cache-unused")
-        cmd = [VENV_BIN / "uv", "pip", "install", "--python", target / "bin" / "python", "--no-cache", "--no-config",
+        # A fresh, empty cache directory (removed after the timing) rather than --no-cache: with
+        # --no-cache uv deletes its temporary cache of ~300 MB of unpacked files before it exits,
+        # about 2 s of file-system work on this machine that is the same whatever the server.
+        cache = work / "uv-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        env["UV_CACHE_DIR"] = str(cache)
+        cmd = [VENV_BIN / "uv", "pip", "install", "--python", target / "bin" / "python", "--no-config",
                "-q", "--index-url", index, "-r", reqs]
     os.sync()  # flush earlier writes (a previous venv) so that writeback does not land in this timing
     t = time.perf_counter()
     run(cmd, env=env)
     elapsed = time.perf_counter() - t
     shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(work / "uv-cache", ignore_errors=True)
     return elapsed
 
 
@@ -650,8 +657,9 @@ pip to {nwheels} wheels ({mib:.0f} MiB); a synthetic index of {SYNTH_PROJECTS:,}
 versions = {SYNTH_PROJECTS * SYNTH_VERSIONS:,} small wheels (artifactd and pypiserver only: loading
 50,000 files into devpi through its upload API would take hours); one {args.big_mb} MiB file for the download row.
 
-How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of 3 for uv), `pip install --isolated --no-cache-dir` and `uv pip install --no-cache
---no-config`, with no PIP_*/UV_* variables. Load tests use wrk (or a Python keep-alive load generator)
+How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of 3 for uv),
+`pip install --isolated --no-cache-dir` and `uv pip install --no-config` with a fresh, empty
+UV_CACHE_DIR, and no PIP_*/UV_* variables. Load tests use wrk (or a Python keep-alive load generator)
 for {args.seconds:g} s per row with uv's Accept header. artifactd serves its default group repository
 (`/repository/pypi/simple/`); pypiserver runs with `--server auto` (which picks waitress), `--disable-fallback` and no auth; devpi-server
 runs `--offline-mode` with a `root/dev` index without bases. Start time is from process start until
@@ -683,6 +691,7 @@ def main() -> int:
     big = big_wheel(args.big_mb)
     synth = None if args.no_synthetic else synthetic_wheels()
     results: dict[str, dict[str, float]] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="artifactd-bench-") as tmp:
         for name in ["artifactd", *peers]:
             work = Path(tmp) / name
@@ -691,6 +700,11 @@ def main() -> int:
             if synth is not None and name in ("artifactd", "pypiserver"):
                 results[name].update(bench_synthetic(name, work, bins, synth))
     info = machine()
+    load_after = os.getloadavg()
+    # The load generator and every server share this machine: other work on it shows up in
+    # the tail latencies (p99) first. Recorded so that a reader can judge a run.
+    info["load average (1/5/15 min) before / after the run"] = (
+        f"{' '.join(f'{x:.1f}' for x in load_before)} / {' '.join(f'{x:.1f}' for x in load_after)}")
     from artifactd import __version__
     info["artifactd"] = __version__ + " (" + (run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "?") + ")"
     if "pypiserver" in bins:

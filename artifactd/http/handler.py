@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("artifactd.http")
 
 _BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
+_NOT_PLAIN = re.compile(r"[?#%\t\r\n]")
 _DRAIN_LIMIT = 1 << 20
 IMMUTABLE = "max-age=31536000, immutable"
 REVALIDATE = "max-age=0, must-revalidate"
@@ -43,14 +44,17 @@ _DATE_CACHE: tuple[int, str] = (0, "")
 
 def _segments(raw_path: str) -> list[str]:
     """Split the path and percent-decode each segment exactly once; refuse traversal tricks."""
-    path = urlsplit(raw_path).path
+    # Fast path (most requests): a plain absolute path, which urlsplit() and unquote() would
+    # return unchanged; they cost ~4 µs of a ~50 µs cached page request.
+    plain = raw_path.startswith("/") and not raw_path.startswith("//") and _NOT_PLAIN.search(raw_path) is None
+    path = raw_path if plain else urlsplit(raw_path).path
     if not path.startswith("/"):
         raise BadRequest("request path must be absolute")
     segs = path.split("/")[1:]
     out = []
     for i, seg in enumerate(segs):
         try:
-            dec = unquote(seg, errors="strict")
+            dec = seg if plain else unquote(seg, errors="strict")
         except UnicodeDecodeError:
             raise BadRequest("request path is not valid UTF-8") from None
         if dec in (".", "..") or "/" in dec or "\\" in dec or "\x00" in dec or _BAD_HEADER_CHARS.search(dec):
