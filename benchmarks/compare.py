@@ -291,11 +291,11 @@ def artifactd_server(data: Path, port: int) -> Server:
     )
 
 
-def pypiserver_server(bin_: Path, packages: Path, port: int) -> Server:
+def pypiserver_server(bin_: Path, packages: Path, port: int, backend: str = "auto") -> Server:
     return Server(
-        "pypiserver",
+        "pypiserver" if backend == "auto" else f"pypiserver-{backend}",
         [bin_ / "pypi-server", "run", "-i", "127.0.0.1", "-p", port, "-a", ".", "-P", ".",
-         "--disable-fallback", "--server", "auto", packages],
+         "--disable-fallback", "--server", backend, packages],
         "/simple/", lambda p: f"/simple/{p}/", port=port,
     )
 
@@ -476,10 +476,10 @@ def prepare(name: str, work: Path, bins: dict[str, Path]) -> Server:
         s = artifactd_server(data, port)
         s.upload_url, s.username, s.password = f"{s.base}/repository/pypi-local/", "__token__", token
         return s
-    if name == "pypiserver":
+    if name in ("pypiserver", "pypiserver-wsgiref"):
         pkgs = work / "pypiserver-packages"
         pkgs.mkdir()
-        s = pypiserver_server(bins["pypiserver"], pkgs, port)
+        s = pypiserver_server(bins["pypiserver"], pkgs, port, "auto" if name == "pypiserver" else "wsgiref")
         s.upload_url, s.username, s.password = f"{s.base}/", "bench", "bench"
         return s
     serverdir = work / "devpi-server"
@@ -607,7 +607,7 @@ def ratio(a: float | None, peer: float | None, higher: bool) -> str:
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
-    peers = [p for p in ("pypiserver", "devpi") if p in results]
+    peers = [p for p in ("pypiserver", "pypiserver-wsgiref", "devpi") if p in results]
     head = ["metric", "unit", "artifactd"] + peers + [f"vs {p}" for p in peers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     a = results.get("artifactd", {})
@@ -661,7 +661,9 @@ How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for p
 `pip install --isolated --no-cache-dir` and `uv pip install --no-config` with a fresh, empty
 UV_CACHE_DIR, and no PIP_*/UV_* variables. Load tests use wrk (or a Python keep-alive load generator)
 for {args.seconds:g} s per row with uv's Accept header. artifactd serves its default group repository
-(`/repository/pypi/simple/`); pypiserver runs with `--server auto` (which picks waitress), `--disable-fallback` and no auth; devpi-server
+(`/repository/pypi/simple/`); pypiserver runs with `--server auto` (which picks waitress, the
+setup its documentation recommends) and, as "pypiserver-wsgiref", with the stdlib backend that a
+plain `pip install pypiserver` gets (real set only); `--disable-fallback` and no auth; devpi-server
 runs `--offline-mode` with a `root/dev` index without bases. Start time is from process start until
 the first 200 on the root page, with the data loaded; peak RSS is VmHWM of the server process and its
 children.
@@ -674,7 +676,8 @@ children.
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 s load tests and a 100 MiB download file")
-    ap.add_argument("--peers", default="pypiserver,devpi", help="comma list (default: pypiserver,devpi)")
+    ap.add_argument("--peers", default="pypiserver,pypiserver-wsgiref,devpi",
+                    help="comma list (default: pypiserver,pypiserver-wsgiref,devpi)")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the 50,000-file synthetic index")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args()
@@ -684,7 +687,8 @@ def main() -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     bins = {"clients": venv("clients", CLIENTS)}
     for p in peers:
-        bins[p] = venv(p, PEERS[p])
+        base = p.split("-")[0]  # pypiserver-wsgiref: the same install, its default backend
+        bins[base] = venv(base, PEERS[base])
     wheels = real_wheels()
     mib = sum(w.stat().st_size for w in wheels) / 2**20
     log(f"real set: {len(wheels)} wheels, {mib:.0f} MiB")
