@@ -81,6 +81,17 @@ def test_project_page_cached(benchmark, app: App, repo_name: str) -> None:
 
 @pytest.mark.parametrize("media", [JSON, HTML])
 def test_root_page_cold_10000_projects(benchmark, app: App, media: str) -> None:
+    """Database query and render: a fresh repository object has no projects list kept."""
+    from artifactd.repositories.hosted import HostedPypi
+
+    cfg = app.config.repo("pypi-local")
+    body = benchmark(lambda: simple.render_root(HostedPypi(app, cfg).projects(), media))
+    assert body.count(b"proj-") >= PROJECTS
+
+
+@pytest.mark.parametrize("media", [JSON, HTML])
+def test_root_page_render_10000_projects_list_kept(benchmark, app: App, media: str) -> None:
+    """A second media type or a group over the same serial: the projects list is kept, only the render runs."""
     repo = app.repository("pypi")
     body = benchmark(lambda: simple.render_root(repo.projects(), media))
     assert body.count(b"proj-") >= PROJECTS

@@ -249,7 +249,7 @@ class Server:
                     return time.perf_counter() - t0
             except OSError:
                 pass
-            time.sleep(0.01)
+            time.sleep(0.002)
         raise RuntimeError(f"{self.name} did not answer within {timeout} s")
 
     def pids(self) -> list[int]:
@@ -344,12 +344,6 @@ def install(kind: str, clients: Path, server: Server, work: Path, home: Path) ->
     shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(work / "uv-cache", ignore_errors=True)
     return elapsed
-
-
-def install_median(kind: str, clients: Path, server: Server, work: Path, home: Path, rounds: int) -> float:
-    times = [install(kind, clients, server, work, home) for _ in range(rounds)]
-    log(f"{server.name}: {kind} install rounds: {', '.join(f'{t:.2f}' for t in times)} s")
-    return statistics.median(times)
 
 
 @dataclass
@@ -498,43 +492,62 @@ def devpi_create_index(bins: dict[str, Path], s: Server, home: Path) -> None:
     run([dv, "index", "--clientdir", cdir, "-c", "root/dev", "bases=", "volatile=True"], env=env)
 
 
-def bench_peer(name: str, work: Path, bins: dict[str, Path], wheels: list[Path], big: Path,
-               seconds: float, rounds: int) -> dict[str, float]:
-    log(f"== {name}")
-    home = work / f"home-{name}"
-    home.mkdir()
-    s = prepare(name, work, bins)
-    r: dict[str, float] = {}
+def bench_real(names: list[str], tmp: Path, bins: dict[str, Path], wheels: list[Path], big: Path,
+               seconds: float, pip_rounds: int, uv_rounds: int = 3) -> dict[str, dict[str, float]]:
+    """The real-set rows. All servers run at once (idle unless measured), so that the install
+    rounds can go round-robin (A B C, A B C, ...): other work on a shared machine then falls on
+    every server alike instead of on whichever was measured at that moment."""
+    servers: dict[str, Server] = {}
+    homes: dict[str, Path] = {}
+    works: dict[str, Path] = {}
+    res: dict[str, dict[str, float]] = {n: {} for n in names}
     try:
-        if name == "devpi":
-            s.root_path = "/+api"
-            s.start()
-            devpi_create_index(bins, s, home)
-            s.root_path = "/root/dev/+simple/"
-        else:
-            s.start()
-        r["upload"] = twine_upload(bins["clients"], s, wheels, home)
-        log(f"{name}: twine upload of {len(wheels)} wheels: {r['upload']:.2f} s")
-        twine_upload(bins["clients"], s, [big], home)
-        r["pip"] = install_median("pip", bins["clients"], s, work, home, rounds)
-        log(f"{name}: pip install: {r['pip']:.2f} s")
-        r["uv"] = install_median("uv", bins["clients"], s, work, home, 3)
-        log(f"{name}: uv pip install: {r['uv']:.2f} s")
-        for label, path in (("project", s.project_path(PROJECT)), ("root", s.root_path)):
-            sequential_latency(s, path, 20)  # warm up
-            for conns in (2, 16):
-                ld = load_test(s, path, conns, seconds)
-                r[f"{label}{conns}_rps"], r[f"{label}{conns}_p50"], r[f"{label}{conns}_p99"] = ld.rps, ld.p50_ms, ld.p99_ms
-                log(f"{name}: {label} page, {conns} conns: {ld.rps:.0f} req/s, p50 {ld.p50_ms:.2f} ms, p99 {ld.p99_ms:.2f} ms")
-        r["download"] = download_mb_s(s, file_url(s, big.name))
-        log(f"{name}: download {r['download']:.0f} MiB/s")
-        r["rss"] = s.peak_rss_mb()
-        s.stop()
-        r["start"] = s.start()
-        log(f"{name}: restart {r['start']:.2f} s, peak RSS {r['rss']:.0f} MB")
+        for name in names:
+            log(f"== {name}: start, upload")
+            works[name] = tmp / name
+            works[name].mkdir()
+            homes[name] = works[name] / "home"
+            homes[name].mkdir()
+            s = servers[name] = prepare(name, works[name], bins)
+            if name == "devpi":
+                s.root_path = "/+api"
+                s.start()
+                devpi_create_index(bins, s, homes[name])
+                s.root_path = "/root/dev/+simple/"
+            else:
+                s.start()
+            res[name]["upload"] = twine_upload(bins["clients"], s, wheels, homes[name])
+            log(f"{name}: twine upload of {len(wheels)} wheels: {res[name]['upload']:.2f} s")
+            twine_upload(bins["clients"], s, [big], homes[name])
+        for kind, rounds in (("pip", pip_rounds), ("uv", uv_rounds)):
+            times: dict[str, list[float]] = {n: [] for n in names}
+            for _ in range(rounds):
+                for name in names:
+                    times[name].append(install(kind, bins["clients"], servers[name], works[name], homes[name]))
+            for name in names:
+                res[name][kind] = statistics.median(times[name])
+                log(f"{name}: {kind} install: median {res[name][kind]:.2f} s of "
+                    f"{', '.join(f'{t:.2f}' for t in times[name])}")
+        for name in names:
+            s, r = servers[name], res[name]
+            for label, path in (("project", s.project_path(PROJECT)), ("root", s.root_path)):
+                sequential_latency(s, path, 20)  # warm up
+                for conns in (2, 16):
+                    ld = load_test(s, path, conns, seconds)
+                    r[f"{label}{conns}_rps"], r[f"{label}{conns}_p50"], r[f"{label}{conns}_p99"] = ld.rps, ld.p50_ms, ld.p99_ms
+                    log(f"{name}: {label} page, {conns} conns: {ld.rps:.0f} req/s, p50 {ld.p50_ms:.2f} ms, "
+                        f"p99 {ld.p99_ms:.2f} ms")
+            r["download"] = download_mb_s(s, file_url(s, big.name))
+            log(f"{name}: download {r['download']:.0f} MiB/s")
+            r["rss"] = s.peak_rss_mb()
+            s.stop()
+            r["start"] = s.start()
+            s.stop()
+            log(f"{name}: restart {r['start']:.2f} s, peak RSS {r['rss']:.0f} MB")
     finally:
-        s.stop()
-    return r
+        for s in servers.values():
+            s.stop()
+    return res
 
 
 def bench_synthetic(name: str, work: Path, bins: dict[str, Path], synth: Path) -> dict[str, float]:
@@ -645,9 +658,11 @@ def write_doc(text: str, info: dict[str, str], args: argparse.Namespace, nwheels
     doc.write_text(f"""# Benchmarks: artifactd side by side with pypiserver and devpi-server
 
 Produced by `.venv/bin/python benchmarks/compare.py{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d')}.
-Every server ran on 127.0.0.1 on the same machine, one at a time, with the same data. The ratio
-columns give artifactd's advantage: peer/artifactd for times and sizes, artifactd/peer for rates,
-so above 1× means artifactd is better.
+Every server ran on 127.0.0.1 on the same machine with the same data. All real-set servers run
+at once (idle unless measured); installs go round-robin across them, every other row measures one
+server at a time. The ratio columns give artifactd's advantage: peer/artifactd for times and sizes,
+artifactd/peer for rates, so above 1× means artifactd is better. What the profiles showed and what
+was changed: [performance.md](performance.md).
 
 Machine and versions:
 {info_lines}
@@ -657,7 +672,8 @@ pip to {nwheels} wheels ({mib:.0f} MiB); a synthetic index of {SYNTH_PROJECTS:,}
 versions = {SYNTH_PROJECTS * SYNTH_VERSIONS:,} small wheels (artifactd and pypiserver only: loading
 50,000 files into devpi through its upload API would take hours); one {args.big_mb} MiB file for the download row.
 
-How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of 3 for uv),
+How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of 3 for uv, taken
+round-robin across the servers),
 `pip install --isolated --no-cache-dir` and `uv pip install --no-config` with a fresh, empty
 UV_CACHE_DIR, and no PIP_*/UV_* variables. Load tests use wrk (or a Python keep-alive load generator)
 for {args.seconds:g} s per row with uv's Accept header. artifactd serves its default group repository
@@ -680,9 +696,18 @@ def main() -> int:
                     help="comma list (default: pypiserver,pypiserver-wsgiref,devpi)")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the 50,000-file synthetic index")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only print the table and rewrite docs/benchmarks.md from the last run's results")
     args = ap.parse_args()
     args.seconds = 2.0 if args.quick else 5.0
     args.big_mb = 100 if args.quick else 500
+    if args.report_only:
+        last = json.loads((CACHE / "last-results.json").read_text())
+        args.quick, args.seconds, args.big_mb = last["quick"], last["seconds"], last["big_mb"]
+        text = table(last["results"])
+        print(text)
+        write_doc(text, last["info"], args, last["nwheels"], last["mib"])
+        return 0
     peers = [p for p in args.peers.split(",") if p]
     CACHE.mkdir(parents=True, exist_ok=True)
     bins = {"clients": venv("clients", CLIENTS)}
@@ -697,12 +722,11 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="artifactd-bench-") as tmp:
-        for name in ["artifactd", *peers]:
-            work = Path(tmp) / name
-            work.mkdir()
-            results[name] = bench_peer(name, work, bins, wheels, big, args.seconds, 1 if args.quick else 3)
+        names = ["artifactd", *peers]
+        results = bench_real(names, Path(tmp), bins, wheels, big, args.seconds, 1 if args.quick else 3)
+        for name in names:
             if synth is not None and name in ("artifactd", "pypiserver"):
-                results[name].update(bench_synthetic(name, work, bins, synth))
+                results[name].update(bench_synthetic(name, Path(tmp) / name, bins, synth))
     info = machine()
     load_after = os.getloadavg()
     # The load generator and every server share this machine: other work on it shows up in
@@ -721,7 +745,9 @@ def main() -> int:
     info["load generator"] = (run(["wrk", "--version"], check=False).stdout.splitlines() or ["python"])[0] if shutil.which("wrk") else "python threads"
     text = table(results)
     print(text)
-    (CACHE / "last-results.json").write_text(json.dumps({"results": results, "info": info}, indent=1))
+    (CACHE / "last-results.json").write_text(json.dumps({
+        "results": results, "info": info, "quick": args.quick, "seconds": args.seconds, "big_mb": args.big_mb,
+        "nwheels": len(wheels), "mib": mib}, indent=1))
     if not args.no_doc:
         write_doc(text, info, args, len(wheels), mib)
     return 0
