@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import socket
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, unquote, urlsplit
@@ -29,6 +30,7 @@ from artifactd.errors import (
 from artifactd.formats.generic.paths import join_segments, parse_matrix, split_matrix
 from artifactd.formats.pypi import simple
 from artifactd.http import api, oci, throttle
+from artifactd.http.fastparse import FastParseMixin
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
 from artifactd.web import routes as web
@@ -39,21 +41,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("artifactd.http")
 
 _BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
+_NOT_PLAIN = re.compile(r"[?#%\t\r\n]")
 _DRAIN_LIMIT = 1 << 20
 IMMUTABLE = "max-age=31536000, immutable"
 REVALIDATE = "max-age=0, must-revalidate"
+_DATE_CACHE: tuple[int, str] = (0, "")
 
 
 def _segments(raw_path: str) -> list[str]:
     """Split the path and percent-decode each segment exactly once; refuse traversal tricks."""
-    path = urlsplit(raw_path).path
+    # Fast path (most requests): a plain absolute path, which urlsplit() and unquote() would
+    # return unchanged; they cost ~4 µs of a ~50 µs cached page request.
+    plain = raw_path.startswith("/") and not raw_path.startswith("//") and _NOT_PLAIN.search(raw_path) is None
+    path = raw_path if plain else urlsplit(raw_path).path
     if not path.startswith("/"):
         raise BadRequest("request path must be absolute")
     segs = path.split("/")[1:]
     out = []
     for i, seg in enumerate(segs):
         try:
-            dec = unquote(seg, errors="strict")
+            dec = seg if plain else unquote(seg, errors="strict")
         except UnicodeDecodeError:
             raise BadRequest("request path is not valid UTF-8") from None
         if dec in (".", "..") or "/" in dec or "\\" in dec or "\x00" in dec or _BAD_HEADER_CHARS.search(dec):
@@ -64,7 +71,7 @@ def _segments(raw_path: str) -> list[str]:
     return out
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(FastParseMixin, BaseHTTPRequestHandler):
     server: "ArtifactServer"
     protocol_version = "HTTP/1.1"
     server_version = f"artifactd/{__version__}"
@@ -99,6 +106,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug('%s "%s" %s %s', self.address_string(), self.requestline, code, size)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # formatdate() for the Date header of every response was ~7% of a cached page's CPU.
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        cached = _DATE_CACHE
+        if cached[0] != now:
+            cached = (now, email.utils.formatdate(now, usegmt=True))
+            globals()["_DATE_CACHE"] = cached
+        return cached[1]
 
     def send_header(self, keyword: str, value: str) -> None:
         if _BAD_HEADER_CHARS.search(keyword) or _BAD_HEADER_CHARS.search(str(value)):
@@ -141,9 +159,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
+        if self.request_version == "HTTP/0.9":  # no headers at all
+            self.end_headers()
+            if self.command != "HEAD" and body:
+                self.wfile.write(body)
+        else:
+            # Headers and body in one send: one syscall (and one GIL release) instead of two.
+            self._headers_buffer.append(b"\r\n")
+            if self.command != "HEAD" and body:
+                self._headers_buffer.append(body)
+            self.flush_headers()
         self.server.metrics.count(self.command, status, len(body))
 
     def send_error_response(self, exc: ArtifactdError) -> None:

@@ -435,6 +435,18 @@ class MetadataStore:
         row = self.con.execute("SELECT 1 FROM artifacts WHERE repo = ? AND project = ? LIMIT 1", (repo, project)).fetchone()
         return row is not None
 
+    def project_files(self, repo: str, project: str) -> list[tuple[Any, ...]]:
+        """The columns an index page needs, in id order, without the metadata JSON (hot path).
+
+        Rows: (filename, path, project, version, sha256, size, created, requires_python,
+        yanked, yanked_reason, metadata_sha256, packagetype, project_name).
+        """
+        return self.con.execute(
+            "SELECT filename, path, project, version, sha256, size, created, requires_python, yanked, "
+            "yanked_reason, metadata_sha256, packagetype, project_name FROM artifacts "
+            "WHERE repo = ? AND project = ? ORDER BY id", (repo, project)
+        ).fetchall()
+
     def projects(self, repo: str) -> list[tuple[str, str]]:
         """(normalized, display name) for every project in a repository, sorted."""
         rows = self.con.execute(

@@ -1,0 +1,135 @@
+"""A faster request-header parse for BaseHTTPRequestHandler, with the stdlib's exact results.
+
+Profiled under load (py-spy --gil, a cached project page at 16 connections), the stdlib's
+``http.client.parse_headers`` -- which runs the whole ``email`` feed parser over every
+request's headers -- took about a sixth of the server's CPU. ``FastParseMixin.parse_request``
+is the stdlib's ``parse_request`` (CPython 3.11-3.13) with one change: headers made only of
+plain ``Name: value`` lines are split directly into the same ``HTTPMessage`` the email parser
+would build; anything else (folded lines, odd names, no colon) goes to the stdlib parser.
+Limits and errors (line length, header count, 431) are the stdlib's.
+"""
+from __future__ import annotations
+
+import http.client
+import re
+from http import HTTPStatus
+from typing import Any
+
+_MAXLINE = 65536
+_MAXHEADERS = 100
+# What email.feedparser accepts as a header line, minus continuation lines and "From ".
+_SIMPLE = re.compile(r"[\041-\071\073-\176]+:")
+
+
+def read_headers(fp: Any) -> list[bytes]:
+    """The header lines up to and including the blank line (http.client's limits and errors)."""
+    headers = []
+    while True:
+        line = fp.readline(_MAXLINE + 1)
+        if len(line) > _MAXLINE:
+            raise http.client.LineTooLong("header line")
+        headers.append(line)
+        if len(headers) > _MAXHEADERS:
+            raise http.client.HTTPException(f"got more than {_MAXHEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            break
+    return headers
+
+
+def parse_headers(fp: Any, _class: type = http.client.HTTPMessage) -> Any:
+    lines = read_headers(fp)
+    text = b"".join(lines).decode("iso-8859-1")
+    pairs = []
+    for raw in lines[:-1] if lines[-1] in (b"\r\n", b"\n") else lines:
+        line = raw.decode("iso-8859-1")
+        m = _SIMPLE.match(line)
+        if m is None or "\r" in line.rstrip("\r\n"):
+            import email.parser
+
+            return email.parser.Parser(_class=_class).parsestr(text)
+        # email.policy.compat32.header_source_parse: name as is, value lstripped, CR/LF dropped.
+        pairs.append((line[: m.end() - 1], line[m.end():].lstrip(" \t").rstrip("\r\n")))
+    msg = _class()
+    for name, value in pairs:
+        msg._headers.append((name, value))  # what Message.set_raw does
+    msg.set_payload("")
+    return msg
+
+
+class FastParseMixin:
+    """Put before BaseHTTPRequestHandler in the bases."""
+
+    command: str  # as BaseHTTPRequestHandler declares it (None only before the first line parses)
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's pending header bytes (one send per response)
+
+    def parse_request(self: Any) -> bool:
+        self.command = None  # set in case of error on the first line
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1")
+        requestline = requestline.rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if len(words) == 0:
+            return False
+
+        if len(words) >= 3:  # Enough to determine protocol version
+            version = words[-1]
+            try:
+                if not version.startswith("HTTP/"):
+                    raise ValueError
+                base_version_number = version.split("/", 1)[1]
+                version_number = base_version_number.split(".")
+                if len(version_number) != 2:
+                    raise ValueError
+                if any(not component.isdigit() for component in version_number):
+                    raise ValueError("non digit in http version")
+                if any(len(component) > 10 for component in version_number):
+                    raise ValueError("unreasonable length http version")
+                version_number = int(version_number[0]), int(version_number[1])  # type: ignore[assignment]
+            except (ValueError, IndexError):
+                self.send_error(HTTPStatus.BAD_REQUEST, "Bad request version (%r)" % version)
+                return False
+            if version_number >= (1, 1) and self.protocol_version >= "HTTP/1.1":  # type: ignore[operator]
+                self.close_connection = False
+            if version_number >= (2, 0):  # type: ignore[operator]
+                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+                                "Invalid HTTP version (%s)" % base_version_number)
+                return False
+            self.request_version = version
+
+        if not 2 <= len(words) <= 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad request syntax (%r)" % requestline)
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, "Bad HTTP/0.9 request type (%r)" % command)
+                return False
+        self.command, self.path = command, path
+
+        # gh-87389: reduce a leading '//' to '/' (open redirects).
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+
+        try:
+            self.headers = parse_headers(self.rfile, _class=self.MessageClass)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+
+        conntype = self.headers.get("Connection", "")
+        if conntype.lower() == "close":
+            self.close_connection = True
+        elif conntype.lower() == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "")
+        if (expect.lower() == "100-continue" and self.protocol_version >= "HTTP/1.1"
+                and self.request_version >= "HTTP/1.1"):
+            if not self.handle_expect_100():
+                return False
+        return True

@@ -1,0 +1,130 @@
+"""Micro benchmarks of the request hot paths (pytest-benchmark; not part of the test suite).
+
+    .venv/bin/python -m pytest benchmarks/bench_hotpaths.py --benchmark-columns=min,median,mean,rounds
+
+Project page render cold (database → page bytes) and cached (page cache hit, as the handler
+does it), the root page of 10,000 projects, repository state(), Accept negotiation, blob
+put/get and core-metadata extraction.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from artifactd.app import App
+from artifactd.formats.pypi import simple
+from artifactd.formats.pypi.metadata import extract_metadata
+from artifactd.formats.pypi.names import parse_filename
+from artifactd.http.server import PageCache
+from artifactd.model import isotime, utcnow
+from artifactd.store.db import NewArtifact
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.dists import make_wheel  # noqa: E402
+
+JSON = simple.JSON_V1
+HTML = simple.TEXT_HTML
+VERSIONS = 2000
+PROJECTS = 10_000
+ACCEPTS = {
+    "pip": "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01",
+    "uv": "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01",
+    "none": "",
+}
+
+
+def _add(app: App, repo: str, project: str, v: str, now: str) -> None:
+    sha = hashlib.sha256(f"{project}{v}".encode()).hexdigest()
+    fn = f"{project.replace('-', '_')}-{v}-py3-none-any.whl"
+    app.db.add_artifact(NewArtifact(
+        repo=repo, path=f"{project}/{v}/{fn}", sha256=sha, size=1000, created=now, kind="pypi",
+        project=project, project_name=project, version=v, filename=fn, dist_key=f"{project}-{v}-w",
+        packagetype="bdist_wheel", requires_python=">=3.8", metadata_sha256=sha,
+        metadata_json='{"name": "%s", "version": "%s", "summary": "a project"}' % (project, v),
+    ))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    app = App(tmp_path_factory.mktemp("hot") / "data")
+    app.db.con.execute("PRAGMA synchronous=OFF")  # fixture loading only
+    now = isotime(utcnow())
+    for i in range(VERSIONS):
+        _add(app, "pypi-local", "bigproject", f"1.{i}", now)
+    for i in range(PROJECTS):
+        _add(app, "pypi-local", f"proj-{i:05d}", "1.0", now)
+    yield app
+    app.close()
+
+
+@pytest.mark.parametrize("media", [JSON, HTML])
+@pytest.mark.parametrize("repo_name", ["pypi-local", "pypi"])
+def test_project_page_cold(benchmark, app: App, media: str, repo_name: str) -> None:
+    repo = app.repository(repo_name)
+    body = benchmark(lambda: simple.render_project(repo.project("bigproject"), media))
+    assert body.count(b"bigproject") >= VERSIONS
+
+
+@pytest.mark.parametrize("repo_name", ["pypi-local", "pypi"])
+def test_project_page_cached(benchmark, app: App, repo_name: str) -> None:
+    """What the handler does on a cache hit: state(), then the cache lookup."""
+    repo = app.repository(repo_name)
+    cache = PageCache()
+    key = (repo.name, "bigproject", JSON)
+    cache.put(key, repo.state(), simple.render_project(repo.project("bigproject"), JSON), '"x"')
+    assert benchmark(lambda: cache.get(key, repo.state())) is not None
+
+
+@pytest.mark.parametrize("media", [JSON, HTML])
+def test_root_page_cold_10000_projects(benchmark, app: App, media: str) -> None:
+    """Database query and render: a fresh repository object has no projects list kept."""
+    from artifactd.repositories.hosted import HostedPypi
+
+    cfg = app.config.repo("pypi-local")
+    body = benchmark(lambda: simple.render_root(HostedPypi(app, cfg).projects(), media))
+    assert body.count(b"proj-") >= PROJECTS
+
+
+@pytest.mark.parametrize("media", [JSON, HTML])
+def test_root_page_render_10000_projects_list_kept(benchmark, app: App, media: str) -> None:
+    """A second media type or a group over the same serial: the projects list is kept, only the render runs."""
+    repo = app.repository("pypi")
+    body = benchmark(lambda: simple.render_root(repo.projects(), media))
+    assert body.count(b"proj-") >= PROJECTS
+
+
+@pytest.mark.parametrize("repo_name", ["pypi-local", "pypi"])
+def test_state(benchmark, app: App, repo_name: str) -> None:
+    repo = app.repository(repo_name)
+    assert benchmark(repo.state)
+
+
+@pytest.mark.parametrize("client", sorted(ACCEPTS))
+def test_negotiate(benchmark, client: str) -> None:
+    assert benchmark(simple.negotiate, ACCEPTS[client]) in (JSON, HTML)
+
+
+def test_blob_put_64k(benchmark, app: App) -> None:
+    import os
+
+    data = [os.urandom(64 * 1024) for _ in range(200)]
+    it = iter(range(10**9))
+    benchmark(lambda: app.blobs.put_bytes(data[next(it) % 200] + str(next(it)).encode()))
+
+
+def test_blob_get_64k(benchmark, app: App) -> None:
+    import os
+
+    blob = app.blobs.put_bytes(os.urandom(64 * 1024))
+    assert len(benchmark(app.blobs.read_bytes, blob.sha256)) == 64 * 1024
+
+
+def test_metadata_extraction(benchmark, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "metapkg", "1.2.3", requires=["requests>=2", "click"], requires_python=">=3.9",
+                       payload=b"x" * 10_000)
+    dist = parse_filename(wheel.name)
+    assert benchmark(extract_metadata, wheel, dist).name == "metapkg"

@@ -1,0 +1,52 @@
+"""The fast header parse must build exactly what http.client.parse_headers builds."""
+from __future__ import annotations
+
+import http.client
+import io
+
+import pytest
+
+from artifactd.http.fastparse import parse_headers
+
+CASES = [
+    b"\r\n",
+    b"Host: x\r\n\r\n",
+    b"Host: 127.0.0.1:8080\r\nAccept: application/vnd.pypi.simple.v1+json, text/html;q=0.01\r\n"
+    b"User-Agent: uv/0.5\r\nAccept-Encoding: gzip\r\nConnection: keep-alive\r\n\r\n",
+    b"A:   spaced value   \r\nB:\tx\r\nC:\r\nd-e_f: 1\r\n\r\n",
+    b"Dup: 1\r\nDup: 2\r\n\r\n",
+    b"LF-only: yes\nOther: no\n\n",
+    b"Folded: one\r\n two\r\n\tthree\r\nNext: x\r\n\r\n",
+    b"No colon here\r\nX: y\r\n\r\n",
+    b"From someone\r\nX: y\r\n\r\n",
+    b"From: someone\r\n\r\n",
+    b": empty name\r\n\r\n",
+    b"Bad Name: v\r\n\r\n",
+    b"Latin: caf\xe9\r\n\r\n",
+    b"Mid: a\rb\r\n\r\n",
+    b"Truncated: no blank line\r\n",
+    b"Authorization: Basic X190b2tlbl9fOnNlY3JldA==\r\nContent-Length: 10\r\n\r\nbody",
+]
+
+
+@pytest.mark.parametrize("raw", CASES)
+def test_same_message_as_stdlib(raw: bytes) -> None:
+    a = http.client.parse_headers(io.BytesIO(raw))
+    b = parse_headers(io.BytesIO(raw))
+    assert type(a) is type(b)
+    assert a.items() == b.items()
+    assert a._headers == b._headers
+    assert a.get_payload() == b.get_payload()
+    assert a.get_unixfrom() == b.get_unixfrom()
+    assert len(a.defects) == len(b.defects)
+    assert str(a) == str(b)
+    for name in ("host", "accept", "folded", "x", "content-length", "dup"):
+        assert a.get(name) == b.get(name)
+        assert a.get_all(name) == b.get_all(name)
+
+
+def test_limits() -> None:
+    with pytest.raises(http.client.LineTooLong):
+        parse_headers(io.BytesIO(b"X: " + b"a" * 70000 + b"\r\n\r\n"))
+    with pytest.raises(http.client.HTTPException):
+        parse_headers(io.BytesIO(b"X: y\r\n" * 101 + b"\r\n"))
