@@ -31,6 +31,7 @@ from artifactd.errors import (
 from artifactd.formats.generic.paths import Properties, check_property, clean_path
 from artifactd.model import SYSTEM, Artifact, Principal, isotime, utcnow
 from artifactd.repositories.generic import children
+from artifactd.service import hosted_repo, max_upload
 from artifactd.store.blobs import CHUNK, BlobWriter
 from artifactd.store.db import NewArtifact
 
@@ -69,19 +70,7 @@ def repo_config(app: "App", repo: str) -> "RepoConfig":
 
 
 def hosted_generic(app: "App", repo: str) -> "RepoConfig":
-    cfg = repo_config(app, repo)
-    if cfg.format != "generic":
-        raise BadRequest(f"repository {repo!r} has format {cfg.format!r}, not 'generic'")
-    if cfg.type != "hosted":
-        raise BadRequest(f"repository {repo!r} is a {cfg.type} repository; upload to a hosted repository")
-    return cfg
-
-
-def max_upload(app: "App", repo: str) -> int:
-    cfg = app.config.repo(repo)
-    if cfg is not None and cfg.max_upload_size is not None:
-        return cfg.max_upload_size
-    return app.config.server.max_upload_size
+    return hosted_repo(app, repo, "generic")
 
 
 # --- upload -------------------------------------------------------------------------

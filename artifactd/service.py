@@ -44,7 +44,8 @@ class UploadResult:
     created: bool  # False: the same bytes were already there (idempotent re-upload)
 
 
-def _hosted(app: "App", repo: str, fmt: str = "pypi") -> RepoConfig:
+def hosted_repo(app: "App", repo: str, fmt: str = "pypi") -> RepoConfig:
+    """The configuration of a hosted repository of format ``fmt`` (uploads go only there)."""
     cfg = app.config.repo(repo)
     if cfg is None:
         raise RepositoryNotFound(f"no repository named {repo!r}")
@@ -121,7 +122,7 @@ def commit_pypi_upload(
 
     ``writer`` holds the received bytes (not yet committed); it is aborted on any failure.
     """
-    _hosted(app, repo)
+    hosted_repo(app, repo)
     dist = parse_filename(filename)
     if form_fields is not None:
         check_form(form_fields, dist)
@@ -160,7 +161,7 @@ def commit_pypi_upload(
 
 def upload_file(app: "App", repo: str, path: Path, principal: Principal = SYSTEM) -> UploadResult:
     """Import a local wheel/sdist (``artifactd upload``)."""
-    _hosted(app, repo)
+    hosted_repo(app, repo)
     filename = path.name
     parse_filename(filename)
     limit = max_upload(app, repo)
@@ -174,7 +175,7 @@ def receive_legacy_upload(app: "App", repo: str, rfile: BinaryIO, headers: Any, 
     """The legacy upload API (twine, uv publish, poetry, pdm): stream the form, then commit."""
     from artifactd.formats.pypi.multipart import read_upload_form
 
-    _hosted(app, repo)
+    hosted_repo(app, repo)
     limit = max_upload(app, repo)
     form = read_upload_form(rfile, headers, lambda: app.blobs.writer(max_size=limit, extra_digests=True),
                             max_body=limit + 64 * 2**20)
@@ -213,7 +214,7 @@ NoOp = _NoOp
 def yank(app: "App", repo: str, project: str, version: str | None, *, filename: str | None = None,
          reason: str | None = None, undo: bool = False, principal: Principal | None = None,
          address: str | None = None) -> int:
-    _hosted(app, repo)
+    hosted_repo(app, repo)
     norm = canonicalize_name(project)
     n = app.db.set_yanked(repo, norm, version, filename, not undo, reason)
     if n == 0:

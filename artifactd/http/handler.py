@@ -383,15 +383,18 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             body, etag = cached
         headers = {"ETag": etag, "Vary": "Accept", "Cache-Control": cache_control}
         if _etag_matches(self.headers.get("If-None-Match"), etag):
-            self._drain_or_close()
-            self.send_response(304)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            self.server.metrics.count(self.command, 304)
-            return
+            return self._not_modified(headers)
         self.respond(200, body, simple.content_type(media), headers)
+
+    def _not_modified(self, headers: dict[str, str]) -> None:
+        """304 with the validators and caching headers a 200 would carry, and no body."""
+        self._drain_or_close()
+        self.send_response(304)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.server.metrics.count(self.command, 304)
 
     def _cache_control(self, repo: Any) -> str:
         max_age = getattr(repo, "page_max_age", 0)
@@ -426,14 +429,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             **(extra or {}),
         }
         if _etag_matches(self.headers.get("If-None-Match"), etag):
-            self._drain_or_close()
-            self.send_response(304)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            self.server.metrics.count(self.command, 304)
-            return
+            return self._not_modified(headers)
         start, end = 0, f.size - 1
         status = 200
         rng = self.headers.get("Range")
