@@ -31,7 +31,7 @@ from artifactd.errors import (
 from artifactd.formats.generic.paths import Properties, check_property, clean_path
 from artifactd.model import SYSTEM, Artifact, Principal, isotime, utcnow
 from artifactd.repositories.generic import children
-from artifactd.service import hosted_repo, max_upload
+from artifactd.service import audit_entry, hosted_repo, max_upload
 from artifactd.store.blobs import CHUNK, BlobWriter
 from artifactd.store.db import NewArtifact
 
@@ -125,19 +125,11 @@ def _commit(app: "App", cfg: "RepoConfig", w: BlobWriter, path: str, props: Prop
         if gate.denied:
             raise Forbidden("upload refused: " + "; ".join(gate.reasons))
     blob = w.commit()  # blob first ...
-    art, outcome, previous = app.db.put_generic(  # ... metadata row last
+    art, outcome, previous = app.db.put_generic(  # ... metadata row (and its audit record) last
         NewArtifact(repo=repo, path=path, sha256=blob.sha256, size=blob.size, created=now,
                     created_by=principal.user, kind="generic", filename=filename),
-        props, overwrite=cfg.overwrite_allowed,
+        props, overwrite=cfg.overwrite_allowed, audit=audit_entry(principal, "upload", None, address),
     )
-    if outcome != "unchanged" or props:
-        detail: dict[str, Any] = {"sha256": art.sha256, "size": art.size, "outcome": outcome}
-        if previous and outcome == "replaced":
-            detail["previous_sha256"] = previous
-        if props:
-            detail["properties"] = props
-        app.db.audit(now, principal.user, address, "upload" if outcome != "unchanged" else "properties-set",
-                     repo, path, detail)
     if outcome != "unchanged":
         app.hooks.after_upload(repo, art)
     return PutResult(art, outcome, app.db.properties(art.id))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artifactd.app import App  # noqa: E402
 from artifactd.config import load_config, save_config  # noqa: E402
-from artifactd.service import create_token, upload_file  # noqa: E402
+from artifactd.service import create_repository, create_token, upload_file  # noqa: E402
 from artifactd.store.gc import fsck  # noqa: E402
 from tests.conftest import Proc  # noqa: E402
 from tests.dists import make_wheel  # noqa: E402
@@ -60,6 +60,7 @@ def main() -> int:
 
     save_config(replace(cfg, server=replace(cfg.server, max_connections=args.clients + 56)), app.layout.config)
     token, _ = create_token(app, "admin", "load", ("write",))
+    create_repository(app, "generic-local", "hosted", "generic")
     seeds = []
     for i in range(20):
         w = make_wheel(tmp / "seed", f"seed{i}", "1.0", payload=bytes(range(256)) * (40 * (i + 1)))
@@ -75,7 +76,7 @@ def main() -> int:
     def conn() -> http.client.HTTPConnection:
         return http.client.HTTPConnection(host, port_n, timeout=120)  # twine-like patience under load
 
-    # Probe the generic route (added by another branch): PUT to a hosted generic repo.
+    # Probe the generic route: PUT to the hosted generic repository.
     c = conn()
     c.request("PUT", "/repository/generic-local/probe.bin", body=b"x", headers={"Authorization": auth})
     r = c.getresponse()

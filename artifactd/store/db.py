@@ -708,14 +708,27 @@ class MetadataStore:
 
     # --- generic files and properties ------------------------------------------
     def put_generic(self, a: NewArtifact, properties: Mapping[str, Sequence[str]], *,
-                    overwrite: bool) -> tuple[Artifact, str, str | None]:
+                    overwrite: bool, audit: AuditEntry | None = None) -> tuple[Artifact, str, str | None]:
         """Write a generic file's row and its properties in one transaction.
 
         Returns ``(artifact, outcome, previous_sha256)`` where outcome is ``"created"``,
         ``"unchanged"`` (same bytes already there: the given properties are set on it) or
         ``"replaced"`` (different bytes; only when ``overwrite``: the old row and its
         properties are replaced). Different bytes without ``overwrite`` → FileExists.
+        ``audit`` (who, from where) is recorded in the same transaction when anything changed.
         """
+
+        def record(con: sqlite3.Connection, outcome: str, previous: str | None) -> None:
+            if audit is None or (outcome == "unchanged" and not properties):
+                return
+            detail: dict[str, Any] = {"sha256": a.sha256, "size": a.size, "outcome": outcome}
+            if previous and outcome == "replaced":
+                detail["previous_sha256"] = previous
+            if properties:
+                detail["properties"] = {k: list(v) for k, v in properties.items()}
+            action = "upload" if outcome != "unchanged" else "properties-set"
+            self._insert_audit(con, a.created, audit.user, audit.address, action, a.repo, a.path, detail)
+
         with self.write() as con:
             old = con.execute("SELECT id, sha256 FROM artifacts WHERE repo = ? AND path = ?",
                               (a.repo, a.path)).fetchone()
@@ -723,6 +736,7 @@ class MetadataStore:
                 self._set_props(con, old[0], properties)
                 if properties:
                     self._bump(con, a.repo)
+                record(con, "unchanged", old[1])
                 row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (old[0],)).fetchone()
                 return _row_to_artifact(row), "unchanged", old[1]
             if old is not None and not overwrite:
@@ -737,8 +751,10 @@ class MetadataStore:
             aid = int(cur.lastrowid or 0)
             self._set_props(con, aid, properties)
             self._bump(con, a.repo)
+            outcome = "replaced" if old is not None else "created"
+            record(con, outcome, old[1] if old else None)
             row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (aid,)).fetchone()
-            return _row_to_artifact(row), ("replaced" if old is not None else "created"), (old[1] if old else None)
+            return _row_to_artifact(row), outcome, (old[1] if old else None)
 
     @staticmethod
     def _set_props(con: sqlite3.Connection, artifact_id: int, properties: Mapping[str, Sequence[str]]) -> None:
