@@ -6,7 +6,7 @@ is what page caches and ETags are keyed on.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from artifactd.model import Artifact, ProjectPage, ProjectRef, StoredFile
 
@@ -74,3 +74,18 @@ def open_or_fetch(repo: Repository, project: str, filename: str) -> tuple["Store
         result: tuple[StoredFile | FileFetch, Artifact | None] = fn(project, filename)
         return result
     return repo.open_file(project, filename)
+
+
+def lazy_kind(module: str, name: str) -> "Callable[[Any, Any], Any]":
+    """A repository factory that imports ``module`` only when a repository of its kind is made.
+
+    Keeps start-up (and every CLI command) from importing HTTP clients and parsers of
+    repository kinds the configuration does not use.
+    """
+    import importlib
+
+    def factory(app: Any, config: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(app, config)
+
+    factory.__qualname__ = f"lazy_kind({module}.{name})"
+    return factory

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from artifactd import hookimpl
-from artifactd.repositories.generic import GroupGeneric, HostedGeneric
+from artifactd.repositories.base import lazy_kind
 
 
 @hookimpl
@@ -17,5 +17,5 @@ def artifactd_register_formats(registry: dict[str, Any]) -> None:
 
 @hookimpl
 def artifactd_register_repository_kinds(registry: dict[Any, Any]) -> None:
-    registry[("hosted", "generic")] = HostedGeneric
-    registry[("group", "generic")] = GroupGeneric
+    registry[("hosted", "generic")] = lazy_kind("artifactd.repositories.generic", "HostedGeneric")
+    registry[("group", "generic")] = lazy_kind("artifactd.repositories.generic", "GroupGeneric")

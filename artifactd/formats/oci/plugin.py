@@ -9,9 +9,7 @@ from typing import Any
 import click
 
 from artifactd import hookimpl
-from artifactd.repositories.oci_group import GroupOci
-from artifactd.repositories.oci_hosted import HostedOci
-from artifactd.repositories.oci_proxy import ProxyOci
+from artifactd.repositories.base import lazy_kind
 
 
 @hookimpl
@@ -21,9 +19,9 @@ def artifactd_register_formats(registry: dict[str, Any]) -> None:
 
 @hookimpl
 def artifactd_register_repository_kinds(registry: dict[Any, Any]) -> None:
-    registry[("hosted", "docker")] = HostedOci
-    registry[("proxy", "docker")] = ProxyOci
-    registry[("group", "docker")] = GroupOci
+    registry[("hosted", "docker")] = lazy_kind("artifactd.repositories.oci_hosted", "HostedOci")
+    registry[("proxy", "docker")] = lazy_kind("artifactd.repositories.oci_proxy", "ProxyOci")
+    registry[("group", "docker")] = lazy_kind("artifactd.repositories.oci_group", "GroupOci")
 
 
 @hookimpl

@@ -7,9 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from artifactd import hookimpl
-from artifactd.repositories.group import GroupPypi
-from artifactd.repositories.hosted import HostedPypi
-from artifactd.repositories.proxy import ProxyPypi
+from artifactd.repositories.base import lazy_kind
 
 
 @hookimpl
@@ -19,6 +17,6 @@ def artifactd_register_formats(registry: dict[str, Any]) -> None:
 
 @hookimpl
 def artifactd_register_repository_kinds(registry: dict[Any, Any]) -> None:
-    registry[("hosted", "pypi")] = HostedPypi
-    registry[("proxy", "pypi")] = ProxyPypi
-    registry[("group", "pypi")] = GroupPypi
+    registry[("hosted", "pypi")] = lazy_kind("artifactd.repositories.hosted", "HostedPypi")
+    registry[("proxy", "pypi")] = lazy_kind("artifactd.repositories.proxy", "ProxyPypi")
+    registry[("group", "pypi")] = lazy_kind("artifactd.repositories.group", "GroupPypi")
