@@ -43,6 +43,7 @@ log = logging.getLogger("artifactd.http")
 _BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
 _NOT_PLAIN = re.compile(r"[?#%\t\r\n]")
 _DRAIN_LIMIT = 1 << 20
+_BIG_BODY = 256 * 1024
 IMMUTABLE = "max-age=31536000, immutable"
 REVALIDATE = "max-age=0, must-revalidate"
 _DATE_CACHE: tuple[int, str] = (0, "")
@@ -168,7 +169,11 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             self._headers_buffer.append(b"\r\n")
             if self.command != "HEAD" and body:
                 self._headers_buffer.append(body)
-            self.flush_headers()
+            if len(body) > _BIG_BODY:
+                with self.server.page_gate.released():  # a slow reader must not hold up other pages
+                    self.flush_headers()
+            else:
+                self.flush_headers()
         self.server.metrics.count(self.command, status, len(body))
 
     def send_error_response(self, exc: ArtifactdError) -> None:
@@ -269,6 +274,14 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- GET/HEAD routing ----------------------------------------------------------------
     def _get(self) -> None:
         segs = _segments(self.path)
+        if len(segs) >= 3 and segs[0] == "repository" and segs[2] == "simple" and self.server.local_only(segs[1]):
+            # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
+            # one send): run them one at a time, in arrival order (see http/gate.py).
+            with self.server.page_gate:
+                return self._route_get(segs)
+        return self._route_get(segs)
+
+    def _route_get(self, segs: list[str]) -> None:
         if segs[:2] == ["api", "v1"]:
             return api.dispatch(self, segs[2:])
         if segs[:1] == ["-"]:

@@ -9,6 +9,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from artifactd.app import App
+from artifactd.http.gate import FifoGate
 from artifactd.http.handler import Handler
 from artifactd.http.deadline import HeadDeadlines
 from artifactd.http.throttle import LoginThrottle
@@ -138,9 +139,22 @@ class ArtifactServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(max_connections or cfg.max_connections)
         self.request_timeout = timeout if timeout is not None else cfg.request_timeout
         self._last_reload_check = 0.0
+        self.page_gate = FifoGate(1)
+        self._local_only: dict[tuple[int, str], bool] = {}
         self.login_throttle = LoginThrottle()
         self.head_deadlines = HeadDeadlines(self.request_timeout)
         super().__init__(address, Handler)
+
+    def local_only(self, name: str) -> bool:
+        """True for a hosted repository, or a group of only such (no upstream, no waiting)."""
+        cfg = self.app.config
+        key = (id(cfg), name)
+        hit = self._local_only.get(key)
+        if hit is None:
+            hit = self._local_only[key] = _local_only(cfg, name, ())
+            if len(self._local_only) > 4096:
+                self._local_only.clear()
+        return hit
 
     def maybe_reload(self) -> None:
         now = time.monotonic()
@@ -214,6 +228,17 @@ def start_watchers(app: App, on_reload: Any) -> Any:
     except (ConfigError, OSError) as exc:
         log.error("watchers not started: %s", exc)
     return watchers
+
+
+def _local_only(cfg: Any, name: str, trail: tuple[str, ...]) -> bool:
+    repo = cfg.repo(name)
+    if repo is None or name in trail:
+        return False
+    if repo.type == "hosted":
+        return True
+    if repo.type == "group":
+        return all(_local_only(cfg, m, trail + (name,)) for m in repo.members)
+    return False
 
 
 def make_server(app: App, host: str | None = None, port: int | None = None, **kwargs: Any) -> ArtifactServer:
