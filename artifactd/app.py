@@ -173,20 +173,40 @@ class App:
             found = self.db.token_by_hash(auth.hash_token(secret))
             if found is None:
                 raise Unauthorized("invalid or non-existent authentication information")
-            info, is_admin = found
+            info = found[0]
             if info.revoked:
                 raise Unauthorized("this token has been revoked")
             if info.expires and info.expires < isotime(utcnow()):
                 raise Unauthorized("this token has expired")
             if scheme == "basic" and user not in ("__token__", info.user):
                 raise Unauthorized("invalid or non-existent authentication information")
-            return Principal(user=info.user, scopes=info.scopes, repos=info.repos,
-                             is_admin=is_admin and "admin" in info.scopes, grants=self._grants(info.user, is_admin))
+            principal = self.token_principal(auth.hash_token(secret))
+            if principal is None:  # pragma: no cover - revoked between the two reads
+                raise Unauthorized("invalid or non-existent authentication information")
+            return principal
         row = self.db.get_user(user)
         if row is None or not auth.verify_password(secret, row[1]):
             raise Unauthorized("invalid or non-existent authentication information")
-        return Principal(user=row[0], scopes=("read", "write", "delete", "admin"), is_admin=row[2],
-                         grants=self._grants(row[0], row[2]))
+        return self.user_principal(row[0], row[2])
+
+    def token_principal(self, token_hash: str) -> Principal | None:
+        """Who a token (by its stored hash) speaks for now; None if unknown, revoked or expired.
+
+        Used per request, so revoking a token or a grant takes effect at once (also for web sessions).
+        """
+        found = self.db.token_by_hash(token_hash)
+        if found is None:
+            return None
+        info, is_admin = found
+        if info.revoked or (info.expires and info.expires < isotime(utcnow())):
+            return None
+        return Principal(user=info.user, scopes=info.scopes, repos=info.repos,
+                         is_admin=is_admin and "admin" in info.scopes, grants=self._grants(info.user, is_admin))
+
+    def user_principal(self, name: str, is_admin: bool) -> Principal:
+        """A user who proved their password: every scope, capped by their per-repository grants."""
+        return Principal(user=name, scopes=("read", "write", "delete", "admin"), is_admin=is_admin,
+                         grants=self._grants(name, is_admin))
 
     def _grants(self, user: str, is_admin: bool) -> tuple[tuple[str, str], ...]:
         """Per-repository levels (``artifactd perm``); an admin user holds admin everywhere."""

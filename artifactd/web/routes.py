@@ -52,20 +52,11 @@ SECURITY_HEADERS = [
 def principal_for(app: "App", s: WebSession) -> Principal | None:
     """The principal of a session, re-checked on every request (a revoked token or deleted user ends it)."""
     if s.token_hash:
-        found = app.db.token_by_hash(s.token_hash)
-        if found is None:
-            return None
-        info, is_admin = found
-        if info.revoked or (info.expires and info.expires < isotime(utcnow())):
-            return None
-        return Principal(user=info.user, scopes=info.scopes, repos=info.repos,
-                         is_admin=is_admin and "admin" in info.scopes, grants=app._grants(info.user, is_admin))
+        return app.token_principal(s.token_hash)
     row = app.db.get_user(s.user)
     if row is None or not row[1]:
         return None
-    # as App.authenticate does for a password: every scope, capped by the user's per-repository grants
-    return Principal(user=row[0], scopes=("read", "write", "delete", "admin"), is_admin=row[2],
-                     grants=app._grants(row[0], row[2]))
+    return app.user_principal(row[0], row[2])
 
 
 class Ctx:
