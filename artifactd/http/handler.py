@@ -192,7 +192,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         reason = _latin1(message)[:300]
         accept = self.headers.get("Accept", "") if self.headers else ""
         if "application/json" in accept:
-            body = json.dumps({"code": exc.reason, "message": message, "status": status}).encode()
+            # As the public index answers uploads: uv prints "Server says: <code>".
+            body = json.dumps({"code": f"{status} {message}", "message": message, "status": status}).encode()
             ctype = "application/json"
         else:
             body = (reason + "\n").encode("latin-1")

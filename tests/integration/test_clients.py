@@ -148,3 +148,15 @@ def test_yank_hides_from_pip_unless_pinned(server: Server, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     pip_install(server.simple("pypi"), tmp_path / "t3", ["yk"], env)
     assert (tmp_path / "t3" / "yk-2.0.dist-info").is_dir()
+
+
+def test_uv_publish_shows_the_reason_of_a_conflict(server: Server, tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    uv = tool("uv")
+    a = make_wheel(tmp_path / "a", "clash", "1.0")
+    b = make_wheel(tmp_path / "b", "clash", "1.0", payload=b"other bytes")
+    base = [uv, "publish", "--publish-url", server.repo_url("pypi-local"), "-u", "__token__", "-p", server.token]
+    run(base + [str(a)], env)
+    proc = run(base + [str(b)], env, check=False)
+    assert proc.returncode != 0
+    assert "409 File already exists" in proc.stdout + proc.stderr
