@@ -264,3 +264,49 @@ def test_http_upload_audit_records_address(server: Server, tmp_path: Path) -> No
     assert _upload(server.repo_url("pypi-local"), server.basic, w) == 200
     rec = next(r for r in server.app.db.audit_records() if r["action"] == "upload")
     assert rec["user"] == "admin" and rec["address"] == "127.0.0.1" and rec["target"].endswith(w.name)
+
+
+def _limit_fsize_small() -> None:  # runs in the child before exec
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (160 * 1024, 160 * 1024))
+
+
+def test_disk_full_during_database_commit_is_507_and_gc_removes_the_orphan(server_process: Proc,
+                                                                           tmp_path: Path) -> None:
+    """§3 #37: the blob is written, then the SQLite commit hits the limit (its WAL grows with
+    every commit) → 507, the database keeps every acknowledged upload and nothing else, and the
+    blob left behind is an orphan that gc removes."""
+    app = App(server_process.data_dir)
+    token, _ = create_token(app, "admin", "full", ("write",))
+    app.close()
+    auth = "Basic " + base64.b64encode(f"__token__:{token}".encode()).decode()
+    server_process.preexec = _limit_fsize_small
+    server_process.start()
+    url = server_process.url + "/repository/pypi-local/"
+    acknowledged, refused = [], None
+    for i in range(200):
+        w = make_wheel(tmp_path / "w", f"walpkg{i}", "1.0")
+        status = _post_status(url, auth, w)
+        if status == 200:
+            acknowledged.append(w)
+            continue
+        assert status == 507, status
+        refused = w
+        break
+    assert acknowledged and refused is not None, "the limit was never reached"
+    assert fetch(server_process.url + "/-/health")[0] in (200, 503)  # still answering
+    server_process.stop()
+    app = App(server_process.data_dir)
+    try:
+        names = {a.filename for a in app.db.artifacts("pypi-local")}
+        assert names == {w.name for w in acknowledged}
+        assert list(app.layout.tmp.iterdir()) == []
+        report = fsck(app)
+        assert not report.damaged
+        # The refused upload's blob was committed before the row failed: an orphan, not a row.
+        assert hashlib.sha256(refused.read_bytes()).hexdigest() in {o["sha256"] for o in report.orphans}
+        gc(app, apply=True, grace=0)
+        after = fsck(app)
+        assert not after.damaged and after.orphans == []
+    finally:
+        app.close()
