@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from artifactd.errors import (
     BadRequest,
@@ -29,7 +28,7 @@ from artifactd.errors import (
     RepositoryNotFound,
 )
 from artifactd.formats.generic.paths import Properties, check_property, clean_path
-from artifactd.model import SYSTEM, Artifact, Principal, isotime, utcnow
+from artifactd.model import SYSTEM, Artifact, Principal, isotime, same_version, utcnow
 from artifactd.repositories.generic import children
 from artifactd.service import audit_entry, hosted_repo, max_upload
 from artifactd.store.blobs import CHUNK, BlobWriter
@@ -372,15 +371,6 @@ class PromotionResult:
                 "overridden": self.reasons, "reviews": self.reviews, "items": self.items}
 
 
-def _same_version(a: str | None, b: str) -> bool:
-    if a is None:
-        return False
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
-
-
 def promotion_candidates(app: "App", source: str, *, package: str | None = None,
                          path: str | None = None) -> list[Artifact]:
     """The rows a promotion moves: every file of ``NAME==VERSION``, or a file, or a folder's files."""
@@ -394,7 +384,7 @@ def promotion_candidates(app: "App", source: str, *, package: str | None = None,
         if not sep or not name.strip() or not version.strip():
             raise BadRequest(f"expected NAME==VERSION, got {package!r}")
         norm = canonicalize_name(name.strip())
-        arts = [a for a in app.db.project_artifacts(source, norm) if _same_version(a.version, version.strip())]
+        arts = [a for a in app.db.project_artifacts(source, norm) if same_version(a.version, version.strip())]
         if not arts:
             raise NotFound(f"{name}=={version} not found in {source}")
         return arts

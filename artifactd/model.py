@@ -18,6 +18,18 @@ def isotime(t: _dt.datetime) -> str:
     return t.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def same_version(a: str | None, b: str) -> bool:
+    """PEP 440 equality (``1.0 == 1.0.0``); plain string equality for versions that do not parse."""
+    from packaging.version import InvalidVersion, Version
+
+    if a is None:
+        return False
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
 def parse_isotime(s: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
-from artifactd.model import Artifact, TokenInfo
+from artifactd.model import Artifact, TokenInfo, same_version
 from artifactd.store import oci_db, web_sessions
 
 SCHEMA_VERSION = 2
@@ -394,24 +394,6 @@ class MetadataStore:
             row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (cur.lastrowid,)).fetchone()
             return _row_to_artifact(row), True
 
-    def replace_artifact(self, a: NewArtifact) -> Artifact:
-        """Insert or overwrite the row at (repo, path), keeping properties only if the bytes are equal."""
-        with self.write() as con:
-            old = con.execute("SELECT id, sha256 FROM artifacts WHERE repo = ? AND path = ?", (a.repo, a.path)).fetchone()
-            if old is not None:
-                con.execute("DELETE FROM artifacts WHERE id = ?", (old[0],))
-            cur = con.execute(
-                "INSERT INTO artifacts(repo, path, sha256, size, created, created_by, kind, project, "
-                "project_name, version, filename, dist_key, packagetype, requires_python, metadata_sha256, "
-                "metadata_json) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (a.repo, a.path, a.sha256, a.size, a.created, a.created_by, a.kind, a.project, a.project_name,
-                 a.version, a.filename, a.dist_key, a.packagetype, a.requires_python, a.metadata_sha256,
-                 a.metadata_json),
-            )
-            self._bump(con, a.repo)
-            row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE id = ?", (cur.lastrowid,)).fetchone()
-            return _row_to_artifact(row)
-
     def _find_conflict(self, con: sqlite3.Connection, a: NewArtifact) -> Artifact | None:
         row = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? AND path = ?", (a.repo, a.path)).fetchone()
         if row is None and a.kind == "pypi" and a.filename:
@@ -496,7 +478,7 @@ class MetadataStore:
                 "SELECT id, version, filename FROM artifacts WHERE repo = ? AND project = ? AND kind = 'pypi'",
                 (repo, project),
             ).fetchall()
-            ids = [r[0] for r in rows if (filename is None or r[2] == filename) and (version is None or _same_version(r[1], version))]
+            ids = [r[0] for r in rows if (filename is None or r[2] == filename) and (version is None or same_version(r[1], version))]
             for i in ids:
                 con.execute("UPDATE artifacts SET yanked = ?, yanked_reason = ? WHERE id = ?",
                             (int(yanked), reason if yanked else None, i))
@@ -520,7 +502,7 @@ class MetadataStore:
         with self.write() as con:
             rows = con.execute("SELECT id, version FROM artifacts WHERE repo = ? AND project = ?",
                                (repo, project)).fetchall()
-            ids = [r[0] for r in rows if _same_version(r[1], version)]
+            ids = [r[0] for r in rows if same_version(r[1], version)]
             con.executemany("UPDATE artifacts SET pinned = ? WHERE id = ?", [(int(pinned), i) for i in ids])
             return len(ids)
 
@@ -1083,14 +1065,3 @@ def _rollback(con: sqlite3.Connection) -> None:
         con.execute("ROLLBACK")
     except sqlite3.Error:
         pass
-
-
-def _same_version(a: str | None, b: str) -> bool:
-    from packaging.version import InvalidVersion, Version
-
-    if a is None:
-        return False
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
