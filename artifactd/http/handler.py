@@ -277,7 +277,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         segs = _segments(self.path)
         if len(segs) >= 3 and segs[0] == "repository" and segs[2] == "simple" and self.server.local_only(segs[1]):
             # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
-            # one send): run them one at a time, in arrival order (see http/gate.py).
+            # one send): run them one at a time, in arrival order (see artifactd/fifo.py).
             with self.server.page_gate:
                 return self._route_get(segs)
         return self._route_get(segs)

@@ -9,7 +9,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from artifactd.app import App
-from artifactd.http.gate import FifoGate
+from artifactd.fifo import FifoGate
 from artifactd.http.handler import Handler
 from artifactd.http.deadline import HeadDeadlines
 from artifactd.http.throttle import LoginThrottle

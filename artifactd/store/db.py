@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
+from artifactd.fifo import FifoGate
 from artifactd.model import Artifact, TokenInfo, same_version
 from artifactd.store import oci_db, web_sessions
 
@@ -213,6 +214,7 @@ class MetadataStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writers = FifoGate(1)
         self._init_schema()
 
     # --- connections -------------------------------------------------------
@@ -304,26 +306,33 @@ class MetadataStore:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction; disk-full becomes InsufficientStorage."""
-        con = self.con
-        try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc).lower() or "busy" in str(exc).lower():
-                # Still locked after busy_timeout: overloaded, retryable (twine retries 5xx); nothing written.
-                raise ServiceUnavailable(f"database busy, try again: {exc}") from exc
-            raise
-        try:
-            yield con
-            con.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            _rollback(con)
-            if "disk" in str(exc).lower() or "full" in str(exc).lower():
-                raise InsufficientStorage(f"database write failed: {exc}") from exc
-            raise
-        except BaseException:
-            _rollback(con)
-            raise
+        """A ``BEGIN IMMEDIATE`` transaction; disk-full becomes InsufficientStorage.
+
+        Writers of this process queue in arrival order on an in-process gate before they ask
+        SQLite for its write lock: SQLite's own busy handler polls with sleeps of up to 100 ms,
+        which under many concurrent uploads made waits long and unfair. Other processes (the
+        CLI) still meet at SQLite's lock, with the busy timeout.
+        """
+        with self._writers:
+            con = self.con
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                    # Still locked after busy_timeout: overloaded, retryable (twine retries 5xx); nothing written.
+                    raise ServiceUnavailable(f"database busy, try again: {exc}") from exc
+                raise
+            try:
+                yield con
+                con.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                _rollback(con)
+                if "disk" in str(exc).lower() or "full" in str(exc).lower():
+                    raise InsufficientStorage(f"database write failed: {exc}") from exc
+                raise
+            except BaseException:
+                _rollback(con)
+                raise
 
     def _bump(self, con: sqlite3.Connection, repo: str) -> None:
         con.execute(

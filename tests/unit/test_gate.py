@@ -4,7 +4,7 @@ import threading
 import time
 
 from artifactd.config import default_config, make_repo
-from artifactd.http.gate import FifoGate
+from artifactd.fifo import FifoGate
 from artifactd.http.server import _local_only
 
 
