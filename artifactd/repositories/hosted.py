@@ -85,10 +85,11 @@ class HostedPypi:
         return f"{self.name}:{self.app.db.serial(self.name)}"
 
     def project_state(self, normalized: str) -> str:
-        """``state()``, after checking (one indexed query) that the project exists."""
-        if not self.app.db.has_project(self.name, normalized):
+        """The project's own serial (one indexed query): other projects' uploads leave it alone."""
+        serial = self.app.db.project_serial(self.name, normalized)
+        if serial is None:
             raise ProjectNotFound(f"project {normalized!r} not found in {self.name}")
-        return self.state()
+        return f"{self.name}:{normalized}:{serial}"
 
     def projects(self) -> list[ProjectRef]:
         # The GROUP BY behind this list is most of a cold root page (10,000 projects: ~12 ms);

@@ -21,7 +21,7 @@ from artifactd.fifo import FifoGate
 from artifactd.model import Artifact, TokenInfo, same_version
 from artifactd.store import oci_db, web_sessions
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS audit(
 #: Schema migrations: version → statements that bring a version-1 database to it.
 #: Applied in order, each in its own transaction, by ``_init_schema``; the base
 #: ``_SCHEMA`` above is version 1 and never changes.
-_MIGRATIONS: dict[int, str] = {
+_MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     2: """
 CREATE TABLE IF NOT EXISTS builds(
     id INTEGER PRIMARY KEY,
@@ -160,6 +160,33 @@ CREATE TABLE IF NOT EXISTS promotions(
 CREATE INDEX IF NOT EXISTS promotions_target ON promotions(target, path);
 CREATE INDEX IF NOT EXISTS promotions_source ON promotions(source, path);
 """,
+    # Per-project serials, kept by triggers on every write path, so that a project page stays
+    # cached (and its ETag valid) while other projects of its repository change. Download
+    # counters and pins are not on index pages and do not bump it.
+    3: (
+        "CREATE TABLE IF NOT EXISTS project_serials(repo TEXT NOT NULL, project TEXT NOT NULL, "
+        "serial INTEGER NOT NULL, PRIMARY KEY(repo, project))",
+        "INSERT OR IGNORE INTO project_serials(repo, project, serial) "
+        "SELECT repo, project, 1 FROM artifacts WHERE project IS NOT NULL GROUP BY repo, project",
+        """CREATE TRIGGER IF NOT EXISTS project_serial_insert AFTER INSERT ON artifacts
+           WHEN NEW.project IS NOT NULL BEGIN
+             INSERT INTO project_serials(repo, project, serial) VALUES(NEW.repo, NEW.project, 1)
+             ON CONFLICT(repo, project) DO UPDATE SET serial = serial + 1;
+           END""",
+        """CREATE TRIGGER IF NOT EXISTS project_serial_delete AFTER DELETE ON artifacts
+           WHEN OLD.project IS NOT NULL BEGIN
+             UPDATE project_serials SET serial = serial + 1 WHERE repo = OLD.repo AND project = OLD.project;
+           END""",
+        """CREATE TRIGGER IF NOT EXISTS project_serial_update
+           AFTER UPDATE OF repo, path, sha256, size, project, project_name, version, filename, requires_python,
+                           metadata_sha256, yanked, yanked_reason, created ON artifacts
+           WHEN NEW.project IS NOT NULL OR OLD.project IS NOT NULL BEGIN
+             INSERT INTO project_serials(repo, project, serial) VALUES(NEW.repo, NEW.project, 1)
+             ON CONFLICT(repo, project) DO UPDATE SET serial = serial + 1;
+             UPDATE project_serials SET serial = serial + 1 WHERE repo = OLD.repo AND project = OLD.project
+               AND (OLD.repo IS NOT NEW.repo OR OLD.project IS NOT NEW.project);
+           END""",
+    ),
 }
 
 _ARTIFACT_COLS = (
@@ -295,7 +322,8 @@ class MetadataStore:
                 if self.schema_version() >= version:
                     con.execute("COMMIT")
                     continue
-                for stmt in _MIGRATIONS[version].split(";"):
+                step = _MIGRATIONS[version]
+                for stmt in step if isinstance(step, tuple) else step.split(";"):
                     if stmt.strip():
                         con.execute(stmt)
                 con.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(version),))
@@ -421,6 +449,15 @@ class MetadataStore:
             f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? AND project = ? ORDER BY id", (repo, project)
         ).fetchall()
         return [_row_to_artifact(r) for r in rows]
+
+    def project_serial(self, repo: str, project: str) -> int | None:
+        """The project's own serial (bumped by triggers on any change to its rows); None if absent."""
+        row = self.con.execute(
+            "SELECT serial FROM project_serials WHERE repo = ? AND project = ? "
+            "AND EXISTS(SELECT 1 FROM artifacts WHERE repo = ? AND project = ?)",
+            (repo, project, repo, project),
+        ).fetchone()
+        return row[0] if row else None
 
     def has_project(self, repo: str, project: str) -> bool:
         row = self.con.execute("SELECT 1 FROM artifacts WHERE repo = ? AND project = ? LIMIT 1", (repo, project)).fetchone()

@@ -204,3 +204,32 @@ def test_docker_repository_has_no_simple_index(server: Server) -> None:
     c = conn(server)
     r, body = get(c, "/repository/images/simple/")
     assert r.status == 404 and b"/v2/" in body
+
+
+def test_project_page_etag_survives_other_projects_changes(loaded: Server, tmp_path: Path) -> None:
+    """Per-project serials: an upload of another project leaves this page cached and its ETag valid;
+    a change to this project (upload, yank, delete) replaces it."""
+    from artifactd.service import yank
+
+    c = conn(loaded)
+
+    def etag(path: str) -> str:
+        r, _ = get(c, path, {"Accept": JSON})
+        assert r.status == 200
+        return r.getheader("ETag")
+
+    for path in ("/repository/pypi-local/simple/foo-bar/", "/repository/pypi/simple/foo-bar/"):
+        before = etag(path)
+        upload_file(loaded.app, "pypi-local", make_wheel(tmp_path / "other", "unrelated", "1.0"))
+        assert etag(path) == before
+        r, _ = get(c, path, {"Accept": JSON, "If-None-Match": before})
+        assert r.status == 304
+    before = etag("/repository/pypi/simple/foo-bar/")
+    yank(loaded.app, "pypi-local", "foo-bar", "1.0", reason="bad")
+    after_yank = etag("/repository/pypi/simple/foo-bar/")
+    assert after_yank != before
+    art = loaded.app.db.get_by_filename("pypi-local", "foo_bar-1.1.tar.gz")
+    loaded.app.db.delete_artifact(art.id)
+    r, body = get(c, "/repository/pypi/simple/foo-bar/", {"Accept": JSON})
+    assert r.getheader("ETag") != after_yank
+    assert "foo_bar-1.1.tar.gz" not in body.decode()

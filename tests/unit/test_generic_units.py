@@ -99,15 +99,18 @@ def test_migration_from_schema_1(tmp_path: Path) -> None:
     con.executescript(dbmod._SCHEMA)
     con.execute("INSERT INTO meta(key, value) VALUES('schema', '1')")
     con.execute("INSERT INTO artifacts(repo, path, sha256, size, created) VALUES('r', 'p', ?, 1, 't')", ("a" * 64,))
+    con.execute("INSERT INTO artifacts(repo, path, sha256, size, created, project) VALUES('r', 'q/1/q.whl', ?, 1, 't', 'q')",
+                ("b" * 64,))
     con.commit()
     con.close()
     store = MetadataStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.builds() == [] and store.promotions() == []
     assert store.get_artifact("r", "p") is not None
+    assert store.project_serial("r", "q") == 1  # v3: per-project serials filled in for existing rows
     store.close()
     again = MetadataStore(path)  # idempotent
-    assert again.schema_version() == 2
+    assert again.schema_version() == 3
     again.close()
 
 
