@@ -463,23 +463,28 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         except FileNotFoundError:
             raise NotFound("file is missing from the store") from None
         with fh:
-            self.send_response(status)
-            self.send_header("Content-Type", f.content_type)
-            self.send_header("Content-Length", str(length))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if self.command == "HEAD" or length == 0:
-                self.server.metrics.count(self.command, status)
-                return
-            self.wfile.flush()
-            sent = self.connection.sendfile(fh, start, length)
-            if sent != length:
-                self.close_connection = True
-        self.server.metrics.count(self.command, status, length)
-        if art is not None and status == 200:
+            self.sendfile_response(fh, status, start, length, headers, f.content_type)
+        if art is not None and status == 200 and self.command != "HEAD" and length > 0:
             self.server.downloads.record(art.id, isotime(utcnow()))
             self.server.app.hooks.after_download(repo, art, True)
+
+    def sendfile_response(self, fh: Any, status: int, start: int, length: int, headers: dict[str, str],
+                          content_type: str = "application/octet-stream") -> None:
+        """Headers, then ``length`` bytes of ``fh`` from ``start`` with sendfile (nothing for HEAD)."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command == "HEAD" or length == 0:
+            self.server.metrics.count(self.command, status)
+            return
+        self.wfile.flush()
+        sent = self.connection.sendfile(fh, start, length)
+        if sent != length:
+            self.close_connection = True
+        self.server.metrics.count(self.command, status, length)
 
     def _send_fetch(self, fetch: FileFetch, repo: str) -> None:
         """A proxy's first download of a file: small files are verified before the answer

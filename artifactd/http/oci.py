@@ -375,7 +375,9 @@ def _delete_manifest(req: Request, repo: Any, repo_name: str, image: str, ref: s
 
 # --- blobs -----------------------------------------------------------------------------------
 def _get_blob(req: Request, repo: Any, image: str, digest: str) -> None:
-    from artifactd.http.handler import _parse_range  # one Range parser for the whole server
+    from artifactd.http.handler import (
+        _parse_range,  # one Range parser for the whole server
+    )
 
     sha256, size = repo.get_blob(image, digest)
     path = req.app.blobs.path(sha256)
@@ -397,22 +399,8 @@ def _get_blob(req: Request, repo: Any, image: str, digest: str) -> None:
         fh = open(path, "rb")
     except FileNotFoundError:
         raise spec.blob_unknown(digest) from None
-    h = req.h
     with fh:
-        h.send_response(status)
-        h.send_header("Content-Type", "application/octet-stream")
-        h.send_header("Content-Length", str(length))
-        for k, v in {**API_HEADER, **headers}.items():
-            h.send_header(k, v)
-        h.end_headers()
-        if req.method == "HEAD" or length == 0:
-            h.server.metrics.count(req.method, status)
-            return
-        h.wfile.flush()
-        sent = h.connection.sendfile(fh, start, length)
-        if sent != length:
-            h.close_connection = True
-    h.server.metrics.count(req.method, status, length)
+        req.h.sendfile_response(fh, status, start, length, {**API_HEADER, **headers})
 
 
 def _delete_blob(req: Request, repo: Any, repo_name: str, image: str, digest: str) -> None:

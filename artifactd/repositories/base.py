@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from artifactd.model import Artifact, ProjectPage, ProjectRef, StoredFile
 
 if TYPE_CHECKING:
+    from artifactd.app import App
     from artifactd.config import RepoConfig
 
 
@@ -34,6 +35,32 @@ class Repository(Protocol):
 
     def open_metadata(self, project: str, filename: str) -> StoredFile:
         """PEP 658 core metadata of a wheel. Raises FileNotFound."""
+
+
+class RepositoryBase:
+    """What every kind shares: its app, its configuration, its name, and a state that
+    follows the repository's serial (bumped in the same transaction as every write)."""
+
+    def __init__(self, app: "App", config: "RepoConfig") -> None:
+        self.app = app
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def state(self) -> str:
+        return f"{self.name}:{self.app.db.serial(self.name)}"
+
+
+class GroupBase(RepositoryBase):
+    """An ordered list of members; its state is theirs, so any member's write shows."""
+
+    def members(self) -> list[Any]:
+        return [self.app.repository(m) for m in self.config.members]
+
+    def state(self) -> str:
+        return "|".join([self.name] + [m.state() for m in self.members()])
 
 
 class FileFetch(Protocol):

@@ -6,14 +6,11 @@ implicit: a path with rows below it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from artifactd.errors import MethodNotAllowed, ProjectNotFound
 from artifactd.model import Artifact, ProjectPage, ProjectRef, StoredFile
-
-if TYPE_CHECKING:
-    from artifactd.app import App
-    from artifactd.config import RepoConfig
+from artifactd.repositories.base import GroupBase, RepositoryBase
 
 
 class _NoSimpleIndex:
@@ -32,18 +29,7 @@ class _NoSimpleIndex:
         raise ProjectNotFound("generic repositories have no Python package index")
 
 
-class HostedGeneric(_NoSimpleIndex):
-    def __init__(self, app: "App", config: "RepoConfig") -> None:
-        self.app = app
-        self.config = config
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def state(self) -> str:
-        return f"{self.name}:{self.app.db.serial(self.name)}"
-
+class HostedGeneric(RepositoryBase, _NoSimpleIndex):
     def leaves(self) -> list[str]:
         """The hosted repositories this one reads from (itself)."""
         return [self.name]
@@ -61,21 +47,7 @@ class HostedGeneric(_NoSimpleIndex):
         return None
 
 
-class GroupGeneric(_NoSimpleIndex):
-    def __init__(self, app: "App", config: "RepoConfig") -> None:
-        self.app = app
-        self.config = config
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def members(self) -> list[Any]:
-        return [self.app.repository(m) for m in self.config.members]
-
-    def state(self) -> str:
-        return "|".join([self.name] + [m.state() for m in self.members()])
-
+class GroupGeneric(GroupBase, _NoSimpleIndex):
     def leaves(self) -> list[str]:
         out: list[str] = []
         for m in self.members():

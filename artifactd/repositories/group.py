@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 from artifactd.errors import ArtifactdError, FileNotFound, ProjectNotFound
 from artifactd.model import Artifact, DistFile, ProjectPage, ProjectRef, StoredFile
-from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
+from artifactd.repositories.base import FileFetch, GroupBase, open_or_fetch, project_state
 from artifactd.repositories.hosted import sort_files, sorted_versions
 
 if TYPE_CHECKING:
@@ -22,21 +22,13 @@ if TYPE_CHECKING:
     from artifactd.repositories.base import Repository
 
 
-class GroupPypi:
+class GroupPypi(GroupBase):
     def __init__(self, app: "App", config: "RepoConfig") -> None:
-        self.app = app
-        self.config = config
+        super().__init__(app, config)
         self._merge = frozenset(canonicalize_name(m) for m in config.merge)
 
-    @property
-    def name(self) -> str:
-        return self.config.name
-
     def members(self) -> list["Repository"]:
-        return [self.app.repository(m) for m in self.config.members]
-
-    def state(self) -> str:
-        return "|".join([self.name] + [m.state() for m in self.members()])
+        return super().members()
 
     def projects(self) -> list[ProjectRef]:
         seen: dict[str, ProjectRef] = {}

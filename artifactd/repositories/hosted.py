@@ -8,6 +8,7 @@ from packaging.version import InvalidVersion, Version
 
 from artifactd.errors import FileNotFound, ProjectNotFound
 from artifactd.model import Artifact, DistFile, ProjectPage, ProjectRef, StoredFile
+from artifactd.repositories.base import RepositoryBase
 from artifactd.store.verify import verifier
 
 if TYPE_CHECKING:
@@ -71,18 +72,10 @@ def stored(app: "App", sha256: str, size: int | None = None) -> StoredFile:
     return StoredFile(path=path, sha256=sha256, size=st.st_size, mtime=st.st_mtime)
 
 
-class HostedPypi:
+class HostedPypi(RepositoryBase):
     def __init__(self, app: "App", config: "RepoConfig") -> None:
-        self.app = app
-        self.config = config
+        super().__init__(app, config)
         self._projects: tuple[int, list[ProjectRef]] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def state(self) -> str:
-        return f"{self.name}:{self.app.db.serial(self.name)}"
 
     def project_state(self, normalized: str) -> str:
         """The project's own serial (one indexed query): other projects' uploads leave it alone."""

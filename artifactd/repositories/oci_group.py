@@ -11,32 +11,17 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from artifactd.formats.oci import spec
 from artifactd.formats.oci.spec import OciError
+from artifactd.repositories.base import GroupBase
 from artifactd.store.oci_db import ManifestRow
 
 if TYPE_CHECKING:
-    from artifactd.app import App
-    from artifactd.config import RepoConfig
     from artifactd.repositories.oci_hosted import HostedOci
 
 T = TypeVar("T")
 
 
-class GroupOci:
+class GroupOci(GroupBase):
     kind = "group"
-
-    def __init__(self, app: "App", config: "RepoConfig") -> None:
-        self.app = app
-        self.config = config
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def members(self) -> list[Any]:
-        return [self.app.repository(m) for m in self.config.members]
-
-    def state(self) -> str:
-        return "|".join([self.name] + [m.state() for m in self.members()])
 
     def _first(self, call: Callable[[Any], T], missing: OciError) -> T:
         for m in self.members():
