@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import tomli_w
 
@@ -272,7 +272,8 @@ class _Locator:
         return self.where
 
 
-def _coerce(value: Any, kind: Any, key: str, loc: str) -> Any:
+def _coerce(value: Any, kind: Any, key: str, where: Callable[[], str]) -> Any:
+    """Check and convert one value; ``where`` (its file:line) is only worked out for an error."""
     try:
         if kind == "duration":
             return parse_duration(value, key)
@@ -283,9 +284,9 @@ def _coerce(value: Any, kind: Any, key: str, loc: str) -> Any:
                 raise ConfigError(f"{key}: expected a list of strings")
             return tuple(value)
     except ConfigError as exc:
-        raise ConfigError(f"{loc}: {exc}") from None
+        raise ConfigError(f"{where()}: {exc}") from None
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{loc}: {key}: expected {kind.__name__}, got {value!r}")
+        raise ConfigError(f"{where()}: {key}: expected {kind.__name__}, got {value!r}")
     return value
 
 
@@ -305,31 +306,34 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         if key not in _SERVER_KEYS:
             raise ConfigError(f"{loc.at(key, 'server')}: unknown key 'server.{key}'")
         attr, kind = _SERVER_KEYS[key]
-        server_kwargs[attr] = _coerce(value, kind, f"server.{key}", loc.at(key, "server"))
+        server_kwargs[attr] = _coerce(value, kind, f"server.{key}", lambda: loc.at(key, "server"))
 
     repos: dict[str, RepoConfig] = {}
     for name, table in _table(doc, "repositories", loc).items():
-        where = loc.at(name, "repositories")
         if not isinstance(table, dict):
-            raise ConfigError(f"{where}: repositories.{name} must be a table")
+            raise ConfigError(f"{loc.at(name, 'repositories')}: repositories.{name} must be a table")
         try:
             validate_repo_name(name)
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{loc.at(name, 'repositories')}: {exc}") from None
         kwargs: dict[str, Any] = {"name": name}
         for key, value in table.items():
             if key not in _REPO_KEYS:
                 raise ConfigError(f"{loc.at(key, 'repositories.' + name)}: unknown key 'repositories.{name}.{key}'")
             attr, kind = _REPO_KEYS[key]
-            kwargs[attr] = _coerce(value, kind, f"repositories.{name}.{key}", loc.at(key, "repositories." + name))
-        repos[name] = make_repo(**kwargs, where=where)
+            kwargs[attr] = _coerce(value, kind, f"repositories.{name}.{key}",
+                                   lambda: loc.at(key, "repositories." + name))
+        try:
+            repos[name] = make_repo(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{loc.at(name, 'repositories')}: {exc}") from None
 
     plugins = _table(doc, "plugins", loc)
     cleanup = _table(doc, "cleanup", loc)
     for section, tables in (("plugins", plugins), ("cleanup", cleanup)):
         for name, table in tables.items():
             if section == "plugins" and name == "disable":  # [plugins] disable = ["health", ...]
-                _coerce(table, "strlist", "plugins.disable", loc.at(name, section))
+                _coerce(table, "strlist", "plugins.disable", lambda: loc.at("disable", "plugins"))
                 continue
             if not isinstance(table, dict):
                 raise ConfigError(f"{loc.at(name, section)}: {section}.{name} must be a table")
@@ -338,7 +342,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         if key not in _WATCH_KEYS:
             raise ConfigError(f"{loc.at(key, 'watch')}: unknown key 'watch.{key}' "
                               f"(expected one of {', '.join(sorted(_WATCH_KEYS))})")
-        _coerce(value, _WATCH_KEYS[key], f"watch.{key}", loc.at(key, "watch"))
+        _coerce(value, _WATCH_KEYS[key], f"watch.{key}", lambda: loc.at(key, "watch"))
     cfg = Config(
         server=ServerConfig(**server_kwargs),
         repositories=repos,
@@ -354,26 +358,25 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     return cfg
 
 
-def make_repo(where: str = "", **kwargs: Any) -> RepoConfig:
+def make_repo(**kwargs: Any) -> RepoConfig:
     """Build a RepoConfig, checking the fields that only make sense together."""
-    prefix = f"{where}: " if where else ""
     name = kwargs["name"]
     rtype = kwargs.get("type")
     if rtype not in REPO_TYPES:
-        raise ConfigError(f"{prefix}repository {name!r}: type must be one of {', '.join(REPO_TYPES)}, got {rtype!r}")
+        raise ConfigError(f"repository {name!r}: type must be one of {', '.join(REPO_TYPES)}, got {rtype!r}")
     fmt = kwargs.setdefault("format", "pypi")
     if fmt not in FORMATS:
-        raise ConfigError(f"{prefix}repository {name!r}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ConfigError(f"repository {name!r}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if rtype == "proxy":
         url = kwargs.get("url")
         if not url or not re.match(r"^https?://[^/\s]+", url):
-            raise ConfigError(f"{prefix}proxy repository {name!r} needs an http(s) url")
+            raise ConfigError(f"proxy repository {name!r} needs an http(s) url")
     elif kwargs.get("url"):
-        raise ConfigError(f"{prefix}repository {name!r}: only proxy repositories take a url")
+        raise ConfigError(f"repository {name!r}: only proxy repositories take a url")
     if rtype != "group" and (kwargs.get("members") or kwargs.get("merge")):
-        raise ConfigError(f"{prefix}repository {name!r}: only groups take members/merge")
+        raise ConfigError(f"repository {name!r}: only groups take members/merge")
     if rtype != "group" and kwargs.get("writable_member"):
-        raise ConfigError(f"{prefix}repository {name!r}: only groups take writable-member")
+        raise ConfigError(f"repository {name!r}: only groups take writable-member")
     return RepoConfig(**kwargs)
 
 

@@ -32,9 +32,11 @@ from artifactd.errors import ConfigError
 from artifactd.model import Verdict
 
 from artifactd_plugins._common import last_download, releases
-from artifactd_plugins.osv import SEVERITIES, AdvisoryDB, MergedFinding
 
 if TYPE_CHECKING:
+    # The advisory machinery (artifactd_plugins.osv) is imported when first needed, not at start-up.
+    from artifactd_plugins.osv import AdvisoryDB, MergedFinding
+
     from artifactd.app import App
     from artifactd.config import Config
     from artifactd.model import Artifact
@@ -45,7 +47,6 @@ NAME = "health"
 BLOCK_ON = ("none", "any", "critical", "high", "medium", "low")
 _KEYS = {"advisories", "block-on"}
 STALE_CHECK_SECONDS = 5.0
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,11 @@ def blocking(findings: Sequence[MergedFinding], block_on: str) -> list[MergedFin
         return []
     if block_on == "any":
         return list(findings)
-    limit = _RANK[block_on]
-    return [f for f in findings if f.malicious or _RANK[f.severity] <= limit]
+    from artifactd_plugins.osv import SEVERITIES
+
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    limit = rank[block_on]
+    return [f for f in findings if f.malicious or rank[f.severity] <= limit]
 
 
 def describe(f: MergedFinding) -> str:
@@ -123,6 +127,8 @@ class _State:
             due = self.db is None and self.error is None or now - self.checked_at >= STALE_CHECK_SECONDS
             if due and (self.db is None or self.db.stale()):
                 try:
+                    from artifactd_plugins.osv import AdvisoryDB
+
                     self.db = AdvisoryDB.load(settings.advisories, settings.cache_dir)
                     self.error = None
                     log.info("advisories loaded: %r (%d records, cache %s)", self.db.source, self.db.count,
@@ -214,6 +220,8 @@ def artifactd_health_checks() -> list[dict[str, Any]] | None:
 def artifactd_check_report(repository: str, artifacts: list["Artifact"]) -> dict[str, Any] | None:
     if not STATE.enabled:
         return None
+    from artifactd_plugins.osv import SEVERITIES
+
     block_on = STATE.settings.block_on
     db = STATE.database()
     section: dict[str, Any] = {

@@ -33,14 +33,8 @@ from artifactd.model import Verdict
 from artifactd.plugins import Hooks
 
 from artifactd_plugins._common import classifiers_of, meta_value, releases
-from artifactd_plugins.licenses import (
-    LicenseExpressionError,
-    LicensePolicy,
-    LicenseVerdict,
-    license_expression_from,
-)
-
 if TYPE_CHECKING:
+    from artifactd_plugins.licenses import LicensePolicy, LicenseVerdict
     from artifactd.app import App
     from artifactd.config import Config
     from artifactd.model import Artifact
@@ -69,6 +63,9 @@ def parse_settings(section: Mapping[str, Any]) -> LicenseSettings:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"plugins.license.{key}: expected a list of SPDX license ids")
         lists[key] = tuple(value)
+    # The SPDX machinery (and packaging's license table) loads only when a policy is configured.
+    from artifactd_plugins.licenses import LicenseExpressionError, LicensePolicy
+
     unknown = section.get("unknown", "review")
     if unknown not in UNKNOWN:
         raise ConfigError(f"plugins.license.unknown: expected one of {', '.join(UNKNOWN)}, got {unknown!r}")
@@ -102,6 +99,8 @@ def expression_of(artifact: "Artifact | None", metadata: Mapping[str, Any]) -> t
 
 
 def _from_metadata(metadata: Mapping[str, Any]) -> tuple[str | None, str]:
+    from artifactd_plugins.licenses import license_expression_from
+
     return license_expression_from(
         meta_value(metadata, "license_expression"), meta_value(metadata, "license"), classifiers_of(metadata)
     )

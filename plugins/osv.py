@@ -39,13 +39,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
-import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-
-#: libyaml's loader when PyYAML was built with it: ~10x faster than the pure-Python parser
-#: (RELIABILITY.md §4: 13 s vs 1 s for the PyPA snapshot).
-_YamlBaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 __all__ = [
     "SEVERITIES",
@@ -95,21 +90,30 @@ _DB_SEVERITY_NAMES: Final[dict[str, Severity]] = {
 # YAML loading
 
 
-class _OsvYamlLoader(_YamlBaseLoader):  # type: ignore[misc]  # PyYAML has no type hints
-    """Safe YAML loader that keeps numbers and timestamps as the exact strings written.
-
-    The stock resolvers would turn ``fixed: 1.10`` into the float ``1.1`` and an unquoted
-    ``published: 2021-07-05T00:01:25Z`` into a ``datetime``; OSV wants both as strings.
-    """
-
-
 _STRING_TAGS: Final[frozenset[str]] = frozenset(
     {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
 )
-_OsvYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _STRING_TAGS]
-    for first, resolvers in _YamlBaseLoader.yaml_implicit_resolvers.items()
-}
+
+
+@lru_cache(maxsize=1)
+def _yaml_loader() -> Any:
+    """Safe YAML loader that keeps numbers and timestamps as the exact strings written.
+
+    The stock resolvers would turn ``fixed: 1.10`` into the float ``1.1`` and an unquoted
+    ``published: 2021-07-05T00:01:25Z`` into a ``datetime``; OSV wants both as strings. Built on
+    first use (PyYAML is only needed when the advisory index is rebuilt from YAML files), on
+    libyaml's loader when PyYAML was built with it: ~10x faster than the pure-Python parser
+    (RELIABILITY.md §4: 13 s vs 1 s for the PyPA snapshot).
+    """
+    import yaml
+
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = type("OsvYamlLoader", (base,), {})
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _STRING_TAGS]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    return loader
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,7 +576,9 @@ def _normalize_record(raw: object) -> dict[str, Any] | None:
 def _parse_document(name: str, data: bytes) -> object:
     if name.lower().endswith(".json"):
         return json.loads(data)
-    return yaml.load(data, Loader=_OsvYamlLoader)
+    import yaml
+
+    return yaml.load(data, Loader=_yaml_loader())
 
 
 class _Collector:
@@ -603,6 +609,8 @@ class _Collector:
             self.records[known] = record
 
     def add_document(self, name: str, data: bytes, origin: str) -> None:
+        import yaml
+
         try:
             raw = _parse_document(name, data)
         except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError/UnicodeDecodeError are ValueErrors

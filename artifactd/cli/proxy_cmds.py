@@ -6,7 +6,8 @@ from typing import Any
 import click
 
 from artifactd import service
-from artifactd.cli.main import Ctx, cli, emit, json_option, pass_ctx, repo
+from artifactd.cli.core_cmds import repo
+from artifactd.cli.main import Ctx, cli, emit, json_option, pass_ctx
 
 
 @repo.command("invalidate")

@@ -13,9 +13,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, unquote, urlsplit
 
-from packaging.utils import canonicalize_name
 
-from artifactd import __version__, generic_service, service
+from artifactd import __version__
 from artifactd.errors import (
     ArtifactdError,
     BadRequest,
@@ -29,11 +28,11 @@ from artifactd.errors import (
 )
 from artifactd.formats.generic.paths import join_segments, parse_matrix, split_matrix
 from artifactd.formats.pypi import simple
-from artifactd.http import api, oci, throttle
+from artifactd.formats.pypi.names import normalize
+from artifactd.http import throttle
 from artifactd.http.fastparse import FastParseMixin
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
-from artifactd.web import routes as web
 
 if TYPE_CHECKING:
     from artifactd.http.server import ArtifactServer
@@ -221,7 +220,9 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
                 pass
 
     def _dispatch(self, fallback: Callable[[], None]) -> None:
-        if oci.is_oci_path(self.path):  # the OCI distribution API lives at the host root
+        if _is_oci_path(self.path):  # the OCI distribution API lives at the host root
+            from artifactd.http import oci
+
             return self._guard(lambda: oci.dispatch(self))
         self._guard(fallback)
 
@@ -284,12 +285,16 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
     def _route_get(self, segs: list[str]) -> None:
         if segs[:2] == ["api", "v1"]:
+            from artifactd.http import api
+
             return api.dispatch(self, segs[2:])
         if segs[:1] == ["-"]:
             return self._internal(segs[1:])
         if segs == [""]:
             return self._redirect("/ui/")
         if segs[:1] == ["ui"]:
+            from artifactd.web import routes as web
+
             return web.dispatch(self, segs[1:])
         if segs[:1] != ["repository"]:
             raise NotFound("not found")
@@ -312,7 +317,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             if sub[1:] == [""]:
                 return self._root_page(repo)
             project = sub[1]
-            norm = canonicalize_name(project)
+            norm = normalize(project)
             if project != norm or len(sub) != 3 or sub[2] != "":
                 if len(sub) > 3 or (len(sub) == 3 and sub[2] != ""):
                     raise NotFound("not found")
@@ -320,7 +325,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             return self._project_page(repo, norm)
         if sub[0] == "packages" and len(sub) == 4:
             project, _version, filename = sub[1], sub[2], sub[3]
-            norm = canonicalize_name(project)
+            norm = normalize(project)
             if filename.endswith(".metadata"):
                 stored = repo.open_metadata(norm, filename[: -len(".metadata")])
                 return self._send_file(stored, None, name)
@@ -376,6 +381,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self.respond(200, json.dumps(out, indent=1).encode(), "application/json", {"Cache-Control": REVALIDATE})
 
     def _repository_info(self, name: str) -> None:
+        from artifactd import service
+
         info = service.describe_repository(self.server.app, name)
         self.respond(200, json.dumps(info, indent=1).encode(), "application/json", {"Cache-Control": REVALIDATE})
 
@@ -520,10 +527,16 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
     # --- POST: uploads ---------------------------------------------------------------------
     def _post(self) -> None:
+        from artifactd import service
+
         segs = _segments(self.path)
         if segs[:2] == ["api", "v1"]:
+            from artifactd.http import api
+
             return api.dispatch(self, segs[2:])
         if segs[:1] == ["ui"]:
+            from artifactd.web import routes as web
+
             return web.dispatch(self, segs[1:])
         if segs[:1] != ["repository"] or len(segs) < 2:
             raise NotFound("not found")
@@ -575,6 +588,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self.respond(status, body, "application/json", {"Cache-Control": "no-store", **(headers or {})})
 
     def _generic_get(self, name: str) -> None:
+        from artifactd import generic_service
+
         app = self.server.app
         _, path, filters = self._generic_target()
         art = None
@@ -599,8 +614,12 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self._send_file(f, art, repo, cache_control=REVALIDATE, extra={"X-Checksum-Sha256": f.sha256})
 
     def _put(self) -> None:
+        from artifactd import generic_service
+
         segs = _segments(split_matrix(urlsplit(self.path).path)[0])
         if segs[:2] == ["api", "v1"]:
+            from artifactd.http import api
+
             return api.dispatch(self, _segments(self.path)[2:])
         name, path, props = self._generic_target()
         app = self.server.app
@@ -644,8 +663,12 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self._json(201 if result.created else 200, out, {"Location": location})
 
     def _delete(self) -> None:
+        from artifactd import generic_service
+
         segs = _segments(self.path)
         if segs[:2] == ["api", "v1"]:
+            from artifactd.http import api
+
             return api.dispatch(self, segs[2:])
         name, path, _ = self._generic_target()
         app = self.server.app
@@ -657,6 +680,15 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         deleted = generic_service.delete_path(app, name, path, principal=principal, address=self.client_address[0])
         self._json(200, {"repo": name, "deleted": [{"path": a.path, "sha256": a.sha256, "size": a.size}
                                                    for a in deleted]})
+
+
+def _is_oci_path(path: str) -> bool:
+    if path.startswith("/v2"):
+        return path[3:4] in ("", "/", "?", "#")
+    if path.startswith("/"):
+        return False
+    p = urlsplit(path).path  # an absolute-form request target
+    return p == "/v2" or p.startswith("/v2/")
 
 
 def _latin1(s: str) -> str:

@@ -62,11 +62,6 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _CONTENT_RANGE = re.compile(r"^\s*(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\s*$")
 
 
-def is_oci_path(path: str) -> bool:
-    p = urlsplit(path).path
-    return p == "/v2" or p.startswith("/v2/")
-
-
 class Request:
     """One /v2 request: the handler, its parsed URL and the resolved principal."""
 

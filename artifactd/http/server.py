@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socketserver
 import threading
 import time
 from collections import OrderedDict
@@ -145,6 +146,15 @@ class ArtifactServer(ThreadingHTTPServer):
         self.head_deadlines = HeadDeadlines(self.request_timeout)
         super().__init__(address, Handler)
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would also ask DNS for the bound address's name (socket.getfqdn):
+        # a reverse lookup that nothing here uses and that can stall start-up on a badly
+        # configured resolver.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = port
+
     def local_only(self, name: str) -> bool:
         """True for a hosted repository, or a group of only such (no upstream, no waiting)."""
         cfg = self.app.config
@@ -191,15 +201,28 @@ class ArtifactServer(ThreadingHTTPServer):
         super().server_activate()
         self.downloads.start()
         self.app.config_listeners.append(self._config_changed)
-        self.watchers = start_watchers(self.app, self.pages.clear)
+        # Watchdog (config reload, drop folder) starts beside the first requests instead of before
+        # them: the listening socket answers sooner. Until it runs, the per-request mtime check
+        # (maybe_reload) still sees a changed configuration, and the drop folder's first scan
+        # picks up files that arrived meanwhile.
+        self.watchers: Any = None
+        self._watch_starter = threading.Thread(target=self._start_watchers, name="artifactd-watch-start",
+                                               daemon=True)
+        self._watch_starter.start()
         self.head_deadlines.start()
         self.app.hooks.startup(self.app)
+
+    def _start_watchers(self) -> None:
+        self.watchers = start_watchers(self.app, self.pages.clear)
 
     def _config_changed(self, cfg: Any) -> None:
         self.pages.clear()
 
     def server_close(self) -> None:
         super().server_close()
+        starter = getattr(self, "_watch_starter", None)
+        if starter is not None:
+            starter.join()
         watchers = getattr(self, "watchers", None)
         if watchers is not None:
             watchers.stop()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from packaging.utils import canonicalize_name
 
 from artifactd.errors import ArtifactdError, FileNotFound, ProjectNotFound
+from artifactd.formats.pypi.names import normalize
 from artifactd.model import Artifact, DistFile, ProjectPage, ProjectRef, StoredFile
 from artifactd.repositories.base import FileFetch, GroupBase, open_or_fetch, project_state
 from artifactd.repositories.hosted import sort_files, sorted_versions
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class GroupPypi(GroupBase):
     def __init__(self, app: "App", config: "RepoConfig") -> None:
         super().__init__(app, config)
-        self._merge = frozenset(canonicalize_name(m) for m in config.merge)
+        self._merge = frozenset(normalize(m) for m in config.merge)
 
     def members(self) -> list["Repository"]:
         return super().members()

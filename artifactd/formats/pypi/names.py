@@ -14,12 +14,6 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
 from packaging.version import InvalidVersion, Version
 
 from artifactd.errors import BadRequest
@@ -185,6 +179,8 @@ def _parse_wheel(filename: str) -> DistFilename:
         _WHEEL_TAG_RE.fullmatch(t) is None for t in tags
     ):
         raise BadRequest(f"invalid wheel filename {safe_repr(filename)}: malformed build or compatibility tag")
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # with packaging.tags: not at start-up
+
     try:
         _, version, _, _ = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
@@ -207,6 +203,8 @@ def _parse_sdist(filename: str) -> DistFilename:
         raise BadRequest(f"invalid sdist filename {safe_repr(filename)}: expected name-version{suffix}")
     validate_project_name(name)
     _parse_version(version_text)
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+
     try:
         _, version = parse_sdist_filename(filename)
     except (InvalidSdistFilename, InvalidVersion) as exc:
