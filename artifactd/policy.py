@@ -19,9 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from packaging.utils import canonicalize_name
-
 from artifactd.errors import BadRequest, NotFound, RepositoryNotFound
+from artifactd.formats.pypi.names import normalize
 from artifactd.model import Artifact, Deletion, Principal, SYSTEM, isotime, utcnow
 
 if TYPE_CHECKING:
@@ -249,7 +248,7 @@ def set_pinned(app: "App", repo: str, project: str, version: str, pinned: bool =
         raise RepositoryNotFound(f"no repository named {repo!r}")
     if not version:
         raise BadRequest("a version is required")
-    norm = canonicalize_name(project)
+    norm = normalize(project)
     n = app.db.set_pinned(repo, norm, version, pinned)
     if n == 0:
         raise NotFound(f"{project} {version} not found in {repo}")

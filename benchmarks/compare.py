@@ -69,6 +69,7 @@ SYNTH_PROJECTS = 10_000
 SYNTH_VERSIONS = 5
 UV_ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
              "text/html;q=0.01")
+START_ROUNDS = 7  # restarts per server for the start-time row (median)
 PROJECT = "requests"  # the project page that the load test asks for
 
 
@@ -115,6 +116,22 @@ def venv(name: str, packages: list[str]) -> Path:
     run([d / "bin" / "python", "-m", "pip", "install", "-q", "-U", *packages])
     marker.write_text(want)
     return d / "bin"
+
+
+def artifactd_venv() -> Path:
+    """artifactd installed the way README's quick start does it (``pip install .``, not editable),
+    in its own venv like every peer: the checkout is reinstalled on every run."""
+    d = CACHE / "venvs" / "artifactd"
+    if not (d / "bin" / "python").exists():
+        log("creating venv artifactd")
+        run([sys.executable, "-m", "venv", d])
+        run([d / "bin" / "python", "-m", "pip", "install", "-q", "setuptools>=68"])
+    log("installing this checkout into it (pip install .)")
+    run([d / "bin" / "python", "-m", "pip", "install", "-q", "--no-build-isolation", "--force-reinstall", ROOT])
+    return d / "bin"
+
+
+ARTIFACTD_BIN: Path = VENV_BIN  # replaced by artifactd_venv() in main()
 
 
 def real_wheels() -> list[Path]:
@@ -286,7 +303,7 @@ class Server:
 def artifactd_server(data: Path, port: int) -> Server:
     return Server(
         "artifactd",
-        [sys.executable, "-m", "artifactd", "--data-dir", data, "serve", "--host", "127.0.0.1", "--port", port],
+        [ARTIFACTD_BIN / "artifactd", "--data-dir", data, "serve", "--host", "127.0.0.1", "--port", port],
         "/repository/pypi/simple/", lambda p: f"/repository/pypi/simple/{p}/", port=port,
     )
 
@@ -317,8 +334,35 @@ def twine_upload(clients: Path, server: Server, files: list[Path], home: Path) -
     return time.perf_counter() - t
 
 
+def scratch_dir(work: Path) -> Path:
+    """Where installs write (the target venv, uv's cache): tmpfs when there is one.
+
+    An install writes ~300 MB of unpacked files; on a disk, the writeback of the previous round
+    lands in the next one and moves a uv install by ±1 s — the same client-side work whatever
+    the server, yet larger than the differences between servers. On tmpfs what remains is the
+    client's CPU time and the server. ``--disk-scratch`` measures on the disk instead.
+    """
+    shm = Path("/dev/shm")
+    if not DISK_SCRATCH and shm.is_dir() and os.access(shm, os.W_OK):
+        d = Path(tempfile.mkdtemp(prefix="artifactd-bench-", dir=shm))
+        return d
+    return work
+
+
+DISK_SCRATCH = False  # set by --disk-scratch
+
+
 def install(kind: str, clients: Path, server: Server, work: Path, home: Path) -> float:
-    target = work / f"venv-{kind}"
+    scratch = scratch_dir(work)
+    try:
+        return _install(kind, clients, server, work, home, scratch)
+    finally:
+        if scratch != work:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _install(kind: str, clients: Path, server: Server, work: Path, home: Path, scratch: Path) -> float:
+    target = scratch / f"venv-{kind}"
     shutil.rmtree(target, ignore_errors=True)
     run([sys.executable, "-m", "venv", "--without-pip", target])
     reqs = work / "requirements.txt"
@@ -332,7 +376,7 @@ def install(kind: str, clients: Path, server: Server, work: Path, home: Path) ->
         # A fresh, empty cache directory (removed after the timing) rather than --no-cache: with
         # --no-cache uv deletes its temporary cache of ~300 MB of unpacked files before it exits,
         # about 2 s of file-system work on this machine that is the same whatever the server.
-        cache = work / "uv-cache"
+        cache = scratch / "uv-cache"
         shutil.rmtree(cache, ignore_errors=True)
         env["UV_CACHE_DIR"] = str(cache)
         cmd = [VENV_BIN / "uv", "pip", "install", "--python", target / "bin" / "python", "--no-config",
@@ -342,7 +386,7 @@ def install(kind: str, clients: Path, server: Server, work: Path, home: Path) ->
     run(cmd, env=env)
     elapsed = time.perf_counter() - t
     shutil.rmtree(target, ignore_errors=True)
-    shutil.rmtree(work / "uv-cache", ignore_errors=True)
+    shutil.rmtree(scratch / "uv-cache", ignore_errors=True)
     return elapsed
 
 
@@ -465,7 +509,7 @@ def prepare(name: str, work: Path, bins: dict[str, Path]) -> Server:
     port = free_port()
     if name == "artifactd":
         data = work / "artifactd-data"
-        run([sys.executable, "-m", "artifactd", "--data-dir", data, "init"], cwd=ROOT)
+        run([ARTIFACTD_BIN / "artifactd", "--data-dir", data, "init"], cwd=ROOT)
         token = re.search(r"token = (\S+)", (data / "admin-credentials.txt").read_text()).group(1)  # type: ignore[union-attr]
         s = artifactd_server(data, port)
         s.upload_url, s.username, s.password = f"{s.base}/repository/pypi-local/", "__token__", token
@@ -541,8 +585,11 @@ def bench_real(names: list[str], tmp: Path, bins: dict[str, Path], wheels: list[
             log(f"{name}: download {r['download']:.0f} MiB/s")
             r["rss"] = s.peak_rss_mb()
             s.stop()
-            r["start"] = s.start()
-            s.stop()
+            starts = []
+            for _ in range(START_ROUNDS):  # a single start is at the mercy of the machine's noise
+                starts.append(s.start())
+                s.stop()
+            r["start"] = statistics.median(starts)
             log(f"{name}: restart {r['start']:.2f} s, peak RSS {r['rss']:.0f} MB")
     finally:
         for s in servers.values():
@@ -652,6 +699,11 @@ def machine() -> dict[str, str]:
 
 
 def write_doc(text: str, info: dict[str, str], args: argparse.Namespace, nwheels: int, mib: float) -> None:
+    scratch_note = ("the target venv and uv's cache on the disk" if DISK_SCRATCH else
+                    "the target venv and uv's cache on tmpfs (/dev/shm), so that the writeback of ~300 MB of "
+                    "unpacked files per install (the same client work for every server, but ±1 s of noise on "
+                    "this disk) does not swamp the differences between servers; `--disk-scratch` measures "
+                    "on the disk")
     doc = ROOT / "docs" / "benchmarks.md"
     doc.parent.mkdir(exist_ok=True)
     info_lines = "\n".join(f"- {k}: {v}" for k, v in info.items())
@@ -675,13 +727,15 @@ versions = {SYNTH_PROJECTS * SYNTH_VERSIONS:,} small wheels (artifactd and pypis
 How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of 3 for uv, taken
 round-robin across the servers),
 `pip install --isolated --no-cache-dir` and `uv pip install --no-config` with a fresh, empty
-UV_CACHE_DIR, and no PIP_*/UV_* variables. Load tests use wrk (or a Python keep-alive load generator)
-for {args.seconds:g} s per row with uv's Accept header. artifactd serves its default group repository
+UV_CACHE_DIR, and no PIP_*/UV_* variables; {scratch_note}. Load tests use wrk (or a Python keep-alive load generator)
+for {args.seconds:g} s per row with uv's Accept header. Every server runs from its own venv: artifactd
+installed with `pip install .` (as README's quick start does; not an editable install), the peers
+with `pip install` of their packages. artifactd serves its default group repository
 (`/repository/pypi/simple/`); pypiserver runs with `--server auto` (which picks waitress, the
 setup its documentation recommends) and, as "pypiserver-wsgiref", with the stdlib backend that a
 plain `pip install pypiserver` gets (real set only); `--disable-fallback` and no auth; devpi-server
 runs `--offline-mode` with a `root/dev` index without bases. Start time is from process start until
-the first 200 on the root page, with the data loaded; peak RSS is VmHWM of the server process and its
+the first 200 on the root page, with the data loaded (the median of {START_ROUNDS} restarts); peak RSS is VmHWM of the server process and its
 children.
 
 {text}
@@ -695,10 +749,14 @@ def main() -> int:
     ap.add_argument("--peers", default="pypiserver,pypiserver-wsgiref,devpi",
                     help="comma list (default: pypiserver,pypiserver-wsgiref,devpi)")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the 50,000-file synthetic index")
+    ap.add_argument("--disk-scratch", action="store_true",
+                    help="installs write their venv and uv cache on the disk instead of tmpfs (/dev/shm)")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--report-only", action="store_true",
                     help="only print the table and rewrite docs/benchmarks.md from the last run's results")
     args = ap.parse_args()
+    global DISK_SCRATCH
+    DISK_SCRATCH = args.disk_scratch
     args.seconds = 2.0 if args.quick else 5.0
     args.big_mb = 100 if args.quick else 500
     if args.report_only:
@@ -710,6 +768,8 @@ def main() -> int:
         return 0
     peers = [p for p in args.peers.split(",") if p]
     CACHE.mkdir(parents=True, exist_ok=True)
+    global ARTIFACTD_BIN
+    ARTIFACTD_BIN = artifactd_venv()
     bins = {"clients": venv("clients", CLIENTS)}
     for p in peers:
         base = p.split("-")[0]  # pypiserver-wsgiref: the same install, its default backend

@@ -148,8 +148,9 @@ def _announce(app: App) -> None:
 @pass_ctx
 def serve(c: Ctx, host: str | None, port: int | None) -> None:
     """Run the HTTP server (creates a fresh data directory on first start)."""
-    from artifactd.http.server import make_server
+    from artifactd.http.server import limit_malloc_arenas, make_server
 
+    limit_malloc_arenas()
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     app = c.app(create=True)
     if app.created:

@@ -93,6 +93,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         finally:
             if deadlines is not None:
                 deadlines.disarm(self.connection)
+            # No database connection is held while a keep-alive connection waits for its next request.
+            self.server.app.db.release_thread()
 
     def parse_request(self) -> bool:
         ok = super().parse_request()

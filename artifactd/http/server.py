@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import socketserver
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -19,11 +21,18 @@ log = logging.getLogger(__name__)
 
 
 class PageCache:
-    """Rendered index pages keyed by (repo, page, media), valid while the repository state holds."""
+    """Rendered index pages keyed by (repo, page, media), valid while the repository state holds.
 
-    def __init__(self, size: int = 4096) -> None:
+    Least recently used pages go first once there are more than ``size`` pages or their bodies
+    take more than ``max_bytes`` (a page of 2,000 versions is ~1 MB; memory stays bounded however
+    many projects clients ask for).
+    """
+
+    def __init__(self, size: int = 4096, max_bytes: int = 32 << 20) -> None:
         self._data: OrderedDict[tuple[str, ...], tuple[str, bytes, str]] = OrderedDict()
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, ...], state: str) -> tuple[bytes, str] | None:
@@ -35,15 +44,29 @@ class PageCache:
             return hit[1], hit[2]
 
     def put(self, key: tuple[str, ...], state: str, body: bytes, etag: str) -> None:
+        if len(body) > self._max_bytes // 4:
+            return  # one huge page must not push out everything else
         with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[1])
             self._data[key] = (state, body, etag)
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            self._bytes += len(body)
+            while len(self._data) > self._size or self._bytes > self._max_bytes:
+                _, (_, dropped, _) = self._data.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._data)
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._bytes = 0
 
 
 class DownloadRecorder:
@@ -262,6 +285,26 @@ def _local_only(cfg: Any, name: str, trail: tuple[str, ...]) -> bool:
     if repo.type == "group":
         return all(_local_only(cfg, m, trail + (name,)) for m in repo.members)
     return False
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (M_ARENA_MAX), as MALLOC_ARENA_MAX would.
+
+    glibc gives threads their own arenas, up to eight per core; every handler thread that
+    allocates a response body or a read buffer can then keep its own partly used heap, which shows
+    up as resident memory long after the request (a few MB at 16 connections). Two arenas keep
+    allocation contention low for a server whose Python code runs one thread at a time anyway.
+    Called once before the server starts threads; a no-op where glibc is not the C library.
+    """
+    import ctypes
+
+    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
 
 
 def make_server(app: App, host: str | None = None, port: int | None = None, **kwargs: Any) -> ArtifactServer:

@@ -19,7 +19,6 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
 from artifactd.fifo import FifoGate
 from artifactd.model import Artifact, TokenInfo, same_version
-from artifactd.store import oci_db, web_sessions
 
 SCHEMA_VERSION = 3
 
@@ -240,6 +239,7 @@ class MetadataStore:
         self.path = path
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []  # released by finished requests, ready for the next
         self._lock = threading.Lock()
         self._writers = FifoGate(1)
         self._init_schema()
@@ -257,18 +257,37 @@ class MetadataStore:
 
     @property
     def con(self) -> sqlite3.Connection:
+        """This thread's connection: taken from the idle pool, or opened."""
         con = getattr(self._local, "con", None)
         if con is None:
-            con = self._local.con = self._connect()
+            with self._lock:
+                con = self._idle.pop() if self._idle else None
+            if con is None:
+                con = self._connect()
+            self._local.con = con
         return con
 
+    #: Idle connections kept open for the next request. The server releases its connection after
+    #: every request, so the number of connections follows the requests that use the database at
+    #: the same moment (a few), not the open TCP connections (each connection holds ~0.4 MB of
+    #: schema, statement cache and page cache).
+    MAX_IDLE = 4
+
     def release_thread(self) -> None:
-        """Close this thread's connection (server threads end with their TCP connection)."""
+        """Hand this thread's connection back: to the idle pool, or closed when the pool is full."""
         con = getattr(self._local, "con", None)
         if con is None:
             return
         self._local.con = None
+        if con.in_transaction:  # a failed request left a transaction open: never reuse it as is
+            try:
+                con.rollback()
+            except sqlite3.Error:
+                pass
         with self._lock:
+            if len(self._idle) < self.MAX_IDLE and con in self._all:
+                self._idle.append(con)
+                return
             try:
                 self._all.remove(con)
             except ValueError:
@@ -286,10 +305,18 @@ class MetadataStore:
                 except sqlite3.Error:
                     pass
             self._all.clear()
+            self._idle.clear()
         self._local = threading.local()
 
     def _init_schema(self) -> None:
         con = self.con
+        try:
+            if self.schema_version() == SCHEMA_VERSION:
+                return  # the usual start: fully set up, no DDL and no write transaction needed
+        except sqlite3.OperationalError:
+            pass  # a new database: no meta table yet
+        from artifactd.store import oci_db, web_sessions
+
         con.execute("BEGIN IMMEDIATE")
         try:
             for stmt in _SCHEMA.split(";"):
@@ -605,6 +632,8 @@ class MetadataStore:
             )
 
     def referenced_digests(self) -> set[str]:
+        from artifactd.store import oci_db
+
         out: set[str] = set()
         for sha, meta in self.con.execute("SELECT sha256, metadata_sha256 FROM artifacts"):
             out.add(sha)
@@ -614,6 +643,8 @@ class MetadataStore:
         return out
 
     def is_referenced(self, sha256: str) -> bool:
+        from artifactd.store import oci_db
+
         row = self.con.execute(
             "SELECT 1 FROM artifacts WHERE sha256 = ? OR metadata_sha256 = ? LIMIT 1", (sha256, sha256)
         ).fetchone()
