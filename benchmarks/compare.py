@@ -125,9 +125,14 @@ def artifactd_venv() -> Path:
     if not (d / "bin" / "python").exists():
         log("creating venv artifactd")
         run([sys.executable, "-m", "venv", d])
-        run([d / "bin" / "python", "-m", "pip", "install", "-q", "setuptools>=68"])
     log("installing this checkout into it (pip install .)")
-    run([d / "bin" / "python", "-m", "pip", "install", "-q", "--no-build-isolation", "--force-reinstall", ROOT])
+    # Built as a wheel first (pip's isolated build), so that the server's venv holds what
+    # 'pip install .' leaves in a user's: artifactd and its dependencies, no build tools.
+    with tempfile.TemporaryDirectory() as wheels:
+        run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ROOT])
+        built = sorted(Path(wheels).glob("artifactd-*.whl"))
+        run([d / "bin" / "python", "-m", "pip", "install", "-q", *built])  # dependencies, the first time
+        run([d / "bin" / "python", "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", *built])
     return d / "bin"
 
 
@@ -352,7 +357,7 @@ def scratch_dir(work: Path) -> Path:
 DISK_SCRATCH = False  # set by --disk-scratch
 
 
-def install(kind: str, clients: Path, server: Server, work: Path, home: Path) -> float:
+def install(kind: str, clients: Path, server: Server | None, work: Path, home: Path) -> float:
     scratch = scratch_dir(work)
     try:
         return _install(kind, clients, server, work, home, scratch)
@@ -361,17 +366,19 @@ def install(kind: str, clients: Path, server: Server, work: Path, home: Path) ->
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _install(kind: str, clients: Path, server: Server, work: Path, home: Path, scratch: Path) -> float:
+def _install(kind: str, clients: Path, server: Server | None, work: Path, home: Path, scratch: Path) -> float:
+    """One timed install. ``server`` None: from the local wheel files (``--find-links``), no server at all."""
     target = scratch / f"venv-{kind}"
     shutil.rmtree(target, ignore_errors=True)
     run([sys.executable, "-m", "venv", "--without-pip", target])
     reqs = work / "requirements.txt"
     reqs.write_text("\n".join(REQUIREMENTS) + "\n")
-    index = server.base + server.root_path
+    source = (["--index-url", server.base + server.root_path] if server is not None
+              else ["--no-index", "--find-links", CACHE / "wheels"])
     env = clean_env(home)
     if kind == "pip":
         cmd = [clients / "python", "-m", "pip", "--python", target / "bin" / "python", "install", "--isolated",
-               "--no-cache-dir", "--disable-pip-version-check", "-q", "--index-url", index, "-r", reqs]
+               "--no-cache-dir", "--disable-pip-version-check", "-q", *source, "-r", reqs]
     else:
         # A fresh, empty cache directory (removed after the timing) rather than --no-cache: with
         # --no-cache uv deletes its temporary cache of ~300 MB of unpacked files before it exits,
@@ -380,7 +387,7 @@ def _install(kind: str, clients: Path, server: Server, work: Path, home: Path, s
         shutil.rmtree(cache, ignore_errors=True)
         env["UV_CACHE_DIR"] = str(cache)
         cmd = [VENV_BIN / "uv", "pip", "install", "--python", target / "bin" / "python", "--no-config",
-               "-q", "--index-url", index, "-r", reqs]
+               "-q", *source, "-r", reqs]
     os.sync()  # flush earlier writes (a previous venv) so that writeback does not land in this timing
     t = time.perf_counter()
     run(cmd, env=env)
@@ -536,8 +543,12 @@ def devpi_create_index(bins: dict[str, Path], s: Server, home: Path) -> None:
     run([dv, "index", "--clientdir", cdir, "-c", "root/dev", "bases=", "volatile=True"], env=env)
 
 
+FLOOR = "no server (local --find-links)"
+
+
 def bench_real(names: list[str], tmp: Path, bins: dict[str, Path], wheels: list[Path], big: Path,
-               seconds: float, pip_rounds: int, uv_rounds: int = 3) -> dict[str, dict[str, float]]:
+               seconds: float, pip_rounds: int, uv_rounds: int = 5,
+               upload_rounds: int = 3) -> dict[str, dict[str, float]]:
     """The real-set rows. All servers run at once (idle unless measured), so that the install
     rounds can go round-robin (A B C, A B C, ...): other work on a shared machine then falls on
     every server alike instead of on whichever was measured at that moment."""
@@ -545,30 +556,41 @@ def bench_real(names: list[str], tmp: Path, bins: dict[str, Path], wheels: list[
     homes: dict[str, Path] = {}
     works: dict[str, Path] = {}
     res: dict[str, dict[str, float]] = {n: {} for n in names}
+    res[FLOOR] = {}
+    uploads: dict[str, list[float]] = {n: [] for n in names}
     try:
+        # Each upload round goes to a fresh server with empty storage (a re-upload would only
+        # meet "already stored"); the last round's servers stay up for everything below.
+        for rnd in range(upload_rounds):
+            for name in names:
+                if name in servers:
+                    servers.pop(name).stop()
+                works[name] = tmp / f"{name}-{rnd}"
+                works[name].mkdir()
+                homes[name] = works[name] / "home"
+                homes[name].mkdir()
+                s = servers[name] = prepare(name, works[name], bins)
+                if name == "devpi":
+                    s.root_path = "/+api"
+                    s.start()
+                    devpi_create_index(bins, s, homes[name])
+                    s.root_path = "/root/dev/+simple/"
+                else:
+                    s.start()
+                uploads[name].append(twine_upload(bins["clients"], s, wheels, homes[name]))
         for name in names:
-            log(f"== {name}: start, upload")
-            works[name] = tmp / name
-            works[name].mkdir()
-            homes[name] = works[name] / "home"
-            homes[name].mkdir()
-            s = servers[name] = prepare(name, works[name], bins)
-            if name == "devpi":
-                s.root_path = "/+api"
-                s.start()
-                devpi_create_index(bins, s, homes[name])
-                s.root_path = "/root/dev/+simple/"
-            else:
-                s.start()
-            res[name]["upload"] = twine_upload(bins["clients"], s, wheels, homes[name])
-            log(f"{name}: twine upload of {len(wheels)} wheels: {res[name]['upload']:.2f} s")
-            twine_upload(bins["clients"], s, [big], homes[name])
+            res[name]["upload"] = statistics.median(uploads[name])
+            log(f"{name}: twine upload of {len(wheels)} wheels: median {res[name]['upload']:.2f} s of "
+                f"{', '.join(f'{t:.2f}' for t in uploads[name])}")
+            twine_upload(bins["clients"], servers[name], [big], homes[name])
         for kind, rounds in (("pip", pip_rounds), ("uv", uv_rounds)):
-            times: dict[str, list[float]] = {n: [] for n in names}
+            times: dict[str, list[float]] = {n: [] for n in (*names, FLOOR)}
             for _ in range(rounds):
                 for name in names:
                     times[name].append(install(kind, bins["clients"], servers[name], works[name], homes[name]))
-            for name in names:
+                # The client alone, from the same wheels on the local disk: what no server can beat.
+                times[FLOOR].append(install(kind, bins["clients"], None, tmp, tmp))
+            for name in (*names, FLOOR):
                 res[name][kind] = statistics.median(times[name])
                 log(f"{name}: {kind} install: median {res[name][kind]:.2f} s of "
                     f"{', '.join(f'{t:.2f}' for t in times[name])}")
@@ -668,12 +690,15 @@ def ratio(a: float | None, peer: float | None, higher: bool) -> str:
 
 def table(results: dict[str, dict[str, float]]) -> str:
     peers = [p for p in ("pypiserver", "pypiserver-wsgiref", "devpi") if p in results]
-    head = ["metric", "unit", "artifactd"] + peers + [f"vs {p}" for p in peers]
+    floor = results.get(FLOOR, {})
+    head = ["metric", "unit", "artifactd"] + peers + [f"vs {p}" for p in peers] + ([FLOOR] if floor else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     a = results.get("artifactd", {})
     for key, label, unit, higher in ROWS:
         row = [label, unit, fmt(a.get(key))] + [fmt(results[p].get(key)) for p in peers]
         row += [ratio(a.get(key), results[p].get(key), higher) for p in peers]
+        if floor:
+            row.append(fmt(floor.get(key)))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -724,8 +749,10 @@ pip to {nwheels} wheels ({mib:.0f} MiB); a synthetic index of {SYNTH_PROJECTS:,}
 versions = {SYNTH_PROJECTS * SYNTH_VERSIONS:,} small wheels (artifactd and pypiserver only: loading
 50,000 files into devpi through its upload API would take hours); one {args.big_mb} MiB file for the download row.
 
-How: installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of 3 for uv, taken
-round-robin across the servers),
+How: the upload row is the median of {1 if args.quick else 3} twine uploads, each to a freshly started server
+with empty storage. Installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of
+{3 if args.quick else 5} for uv, taken round-robin across the servers, and across "{FLOOR}": the same
+client installing from the wheel files on the local disk, which is what no server can beat),
 `pip install --isolated --no-cache-dir` and `uv pip install --no-config` with a fresh, empty
 UV_CACHE_DIR, and no PIP_*/UV_* variables; {scratch_note}. Load tests use wrk (or a Python keep-alive load generator)
 for {args.seconds:g} s per row with uv's Accept header. Every server runs from its own venv: artifactd
@@ -762,6 +789,7 @@ def main() -> int:
     if args.report_only:
         last = json.loads((CACHE / "last-results.json").read_text())
         args.quick, args.seconds, args.big_mb = last["quick"], last["seconds"], last["big_mb"]
+        DISK_SCRATCH = last.get("disk_scratch", True)
         text = table(last["results"])
         print(text)
         write_doc(text, last["info"], args, last["nwheels"], last["mib"])
@@ -783,7 +811,8 @@ def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="artifactd-bench-") as tmp:
         names = ["artifactd", *peers]
-        results = bench_real(names, Path(tmp), bins, wheels, big, args.seconds, 1 if args.quick else 3)
+        results = bench_real(names, Path(tmp), bins, wheels, big, args.seconds, 1 if args.quick else 3,
+                             uv_rounds=3 if args.quick else 5, upload_rounds=1 if args.quick else 3)
         for name in names:
             if synth is not None and name in ("artifactd", "pypiserver"):
                 results[name].update(bench_synthetic(name, Path(tmp) / name, bins, synth))
@@ -806,7 +835,7 @@ def main() -> int:
     text = table(results)
     print(text)
     (CACHE / "last-results.json").write_text(json.dumps({
-        "results": results, "info": info, "quick": args.quick, "seconds": args.seconds, "big_mb": args.big_mb,
+        "results": results, "info": info, "quick": args.quick, "disk_scratch": DISK_SCRATCH, "seconds": args.seconds, "big_mb": args.big_mb,
         "nwheels": len(wheels), "mib": mib}, indent=1))
     if not args.no_doc:
         write_doc(text, info, args, len(wheels), mib)
