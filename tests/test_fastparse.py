@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from artifactd.http.fastparse import parse_headers
+from artifactd.http.fastparse import Headers, parse_headers
 
 CASES = [
     b"\r\n",
@@ -31,7 +31,7 @@ CASES = [
 
 @pytest.mark.parametrize("raw", CASES)
 def test_same_message_as_stdlib(raw: bytes) -> None:
-    a = http.client.parse_headers(io.BytesIO(raw))
+    a = http.client.parse_headers(io.BytesIO(raw), _class=Headers)  # the stdlib's parse, no index
     b = parse_headers(io.BytesIO(raw))
     assert type(a) is type(b)
     assert a.items() == b.items()
@@ -40,9 +40,25 @@ def test_same_message_as_stdlib(raw: bytes) -> None:
     assert a.get_unixfrom() == b.get_unixfrom()
     assert len(a.defects) == len(b.defects)
     assert str(a) == str(b)
-    for name in ("host", "accept", "folded", "x", "content-length", "dup"):
+    for name in ("host", "accept", "folded", "x", "content-length", "dup", "HOST", "Dup", "missing"):
         assert a.get(name) == b.get(name)
+        assert a.get(name, "default") == b.get(name, "default")
         assert a.get_all(name) == b.get_all(name)
+        if a.get(name) is not None:
+            assert a[name] == b[name]
+
+
+def test_index_follows_changes() -> None:
+    h = parse_headers(io.BytesIO(b"Accept: a\r\nDup: 1\r\nDup: 2\r\n\r\n"))
+    assert isinstance(h, Headers) and h["dup"] == "1"
+    del h["Dup"]
+    assert h.get("dup") is None
+    h["Dup"] = "3"
+    assert h.get("dup") == "3"
+    h.replace_header("Accept", "b")
+    assert h["accept"] == "b"
+    h.add_header("X-New", "v")
+    assert h.get("x-new") == "v" and http.client.HTTPMessage.get(h, "x-new") == "v"
 
 
 def test_limits() -> None:

@@ -36,9 +36,45 @@ def read_headers(fp: Any) -> list[bytes]:
     return headers
 
 
-def parse_headers(fp: Any, _class: type = http.client.HTTPMessage) -> Any:
+class Headers(http.client.HTTPMessage):
+    """``HTTPMessage`` whose ``get`` (and ``[]``) is a dict lookup instead of a scan of every header
+    with ``lower()`` on each name: a handler asks for five or six headers per request.
+
+    The index holds the first value of each name, as ``Message.get`` returns; any change to the
+    headers drops it and lookups go back to the stdlib's scan.
+    """
+
+    _index: dict[str, str] | None = None
+
+    def get(self, name: str, failobj: Any = None) -> Any:  # type: ignore[override]
+        index = self._index
+        if index is None:
+            return super().get(name, failobj)
+        return index.get(name.lower(), failobj)
+
+    def __setitem__(self, name: str, val: Any) -> None:
+        self._index = None
+        super().__setitem__(name, val)
+
+    def __delitem__(self, name: str) -> None:
+        self._index = None
+        super().__delitem__(name)
+
+    def set_raw(self, name: str, value: Any) -> None:
+        self._index = None
+        super().set_raw(name, value)
+
+    def replace_header(self, _name: str, _value: Any) -> None:
+        self._index = None
+        super().replace_header(_name, _value)
+
+    def add_header(self, _name: str, _value: str, **_params: Any) -> None:
+        self._index = None
+        super().add_header(_name, _value, **_params)
+
+
+def parse_headers(fp: Any, _class: type = Headers) -> Any:
     lines = read_headers(fp)
-    text = b"".join(lines).decode("iso-8859-1")
     pairs = []
     for raw in lines[:-1] if lines[-1] in (b"\r\n", b"\n") else lines:
         line = raw.decode("iso-8859-1")
@@ -46,18 +82,24 @@ def parse_headers(fp: Any, _class: type = http.client.HTTPMessage) -> Any:
         if m is None or "\r" in line.rstrip("\r\n"):
             import email.parser
 
-            return email.parser.Parser(_class=_class).parsestr(text)
+            return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
         # email.policy.compat32.header_source_parse: name as is, value lstripped, CR/LF dropped.
         pairs.append((line[: m.end() - 1], line[m.end():].lstrip(" \t").rstrip("\r\n")))
     msg = _class()
-    for name, value in pairs:
-        msg._headers.append((name, value))  # what Message.set_raw does
+    msg._headers.extend(pairs)  # what Message.set_raw does, for each
     msg.set_payload("")
+    if isinstance(msg, Headers):
+        index: dict[str, str] = {}
+        for name, value in pairs:
+            index.setdefault(name.lower(), value)
+        msg._index = index
     return msg
 
 
 class FastParseMixin:
     """Put before BaseHTTPRequestHandler in the bases."""
+
+    MessageClass: type = Headers
 
     command: str  # as BaseHTTPRequestHandler declares it (None only before the first line parses)
     _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's pending header bytes (one send per response)

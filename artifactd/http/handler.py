@@ -53,6 +53,10 @@ def _segments(raw_path: str) -> list[str]:
     # Fast path (most requests): a plain absolute path, which urlsplit() and unquote() would
     # return unchanged; they cost ~4 µs of a ~50 µs cached page request.
     plain = raw_path.startswith("/") and not raw_path.startswith("//") and _NOT_PLAIN.search(raw_path) is None
+    if plain and "\\" not in raw_path and "\x00" not in raw_path:
+        segs = raw_path[1:].split("/")
+        if "" not in segs[:-1] and "." not in segs and ".." not in segs:
+            return segs  # nothing to decode, nothing to refuse
     path = raw_path if plain else urlsplit(raw_path).path
     if not path.startswith("/"):
         raise BadRequest("request path must be absolute")
@@ -154,13 +158,17 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     def respond(self, status: int, body: bytes = b"", content_type: str = "text/plain; charset=utf-8",
                 headers: dict[str, str] | None = None, reason: str | None = None) -> None:
         self._drain_or_close()
-        self.send_response(status, reason)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
+        headers = headers or {}
+        if self.request_version != "HTTP/0.9" and not any(k.lower() == "connection" for k in headers):
+            self._head(status, reason, content_type, len(body), headers)
+        else:
+            self.send_response(status, reason)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            if self.close_connection:
+                self.send_header("Connection", "close")
         if self.request_version == "HTTP/0.9":  # no headers at all
             self.end_headers()
             if self.command != "HEAD" and body:
@@ -176,6 +184,32 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             else:
                 self.flush_headers()
         self.server.metrics.count(self.command, status, len(body))
+
+    def _head(self, status: int, reason: str | None, content_type: str, length: int, headers: dict[str, str]) -> None:
+        """What send_response + send_header for each header would buffer, built as one string.
+
+        Eleven send_header calls (two regex checks and an encode each) were a sixth of a cached
+        page request's CPU. The same checks run once over all the names and values.
+        """
+        self.log_request(status)
+        if reason is None:
+            reason = self.responses[status][0] if status in self.responses else ""
+        parts = [f"{self.protocol_version} {status} {reason}\r\nServer: {self.version_string()}\r\n"
+                 f"Date: {self.date_time_string()}\r\nContent-Type: {content_type}\r\n"
+                 f"Content-Length: {length}\r\n"]
+        for k, v in headers.items():
+            parts.append(f"{k}: {v}\r\n")
+        if self.close_connection:
+            parts.append("Connection: close\r\n")
+        checked = "\t".join((reason, content_type, *headers, *map(str, headers.values())))
+        if _BAD_HEADER_CHARS.search(checked):
+            raise ValueError("refusing to send a header or reason with CR/LF/NUL")
+        if not hasattr(self, "_headers_buffer"):
+            self._headers_buffer = []
+        self._headers_buffer.append("".join(parts).encode("latin-1", "strict"))
+
+    def version_string(self) -> str:
+        return self.server_version  # sys_version is empty: no Python version in the Server header
 
     def send_error_response(self, exc: ArtifactdError) -> None:
         status = exc.http_status

@@ -104,13 +104,16 @@ def test_migration_from_schema_1(tmp_path: Path) -> None:
     con.commit()
     con.close()
     store = MetadataStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     assert store.builds() == [] and store.promotions() == []
     assert store.get_artifact("r", "p") is not None
     assert store.project_serial("r", "q") == 1  # v3: per-project serials filled in for existing rows
+    plan = store.con.execute("EXPLAIN QUERY PLAN SELECT project, MAX(project_name) FROM artifacts "
+                             "WHERE repo = 'r' AND project IS NOT NULL GROUP BY project").fetchall()
+    assert "COVERING INDEX artifacts_project_name" in str(plan)  # v4: the project list reads only the index
     store.close()
     again = MetadataStore(path)  # idempotent
-    assert again.schema_version() == 3
+    assert again.schema_version() == 4
     again.close()
 
 
