@@ -4,7 +4,8 @@
 
 Project page render cold (database → page bytes) and cached (page cache hit, as the handler
 does it), the root page of 10,000 projects, repository state(), Accept negotiation, blob
-put/get and core-metadata extraction.
+put/get, core-metadata extraction, and whole cached-page requests through the real handler on a
+loopback connection (per 200 pipelined requests).
 """
 from __future__ import annotations
 
@@ -128,3 +129,59 @@ def test_metadata_extraction(benchmark, tmp_path: Path) -> None:
                        payload=b"x" * 10_000)
     dist = parse_filename(wheel.name)
     assert benchmark(extract_metadata, wheel, dist).name == "metapkg"
+
+
+PIPELINED = 200
+
+
+def test_handler_cached_project_page_requests(benchmark, app: App) -> None:
+    """Whole requests through the real handler: parse, route, state(), cache hit, response head, send
+    (a one-version project of the group repository, the common case of an install).
+
+    One handler serves PIPELINED requests sent at once on a loopback TCP connection (a feeder
+    thread writes them, a drainer reads the answers); the time is per round of PIPELINED.
+    """
+    import socket
+    import threading
+
+    from artifactd.http.handler import Handler
+    from artifactd.http.server import make_server
+
+    server = make_server(app, "127.0.0.1", 0)
+    request = (f"GET /repository/pypi/simple/proj-00042/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: uv/0.13\r\n"
+               f"Accept: {ACCEPTS['uv']}\r\nAccept-Encoding: gzip\r\n\r\n").encode()
+    answered: list[int] = []
+
+    def round_trip() -> None:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            client = socket.create_connection(listener.getsockname())
+            conn, _ = listener.accept()
+
+        def feed() -> None:
+            client.sendall(request * PIPELINED)
+            client.shutdown(socket.SHUT_WR)
+
+        received = bytearray()
+
+        def drain() -> None:
+            while chunk := client.recv(1 << 20):
+                received.extend(chunk)
+
+        threads = [threading.Thread(target=feed), threading.Thread(target=drain)]
+        for t in threads:
+            t.start()
+        Handler(conn, ("127.0.0.1", 1), server)
+        conn.close()
+        for t in threads:
+            t.join()
+        client.close()
+        answered.append(received.count(b"HTTP/1.1 200 OK"))
+
+    try:
+        round_trip()  # fill the page cache
+        benchmark(round_trip)
+    finally:
+        server.server_close()
+    assert set(answered) == {PIPELINED}

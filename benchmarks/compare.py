@@ -548,7 +548,7 @@ FLOOR = "no server (local --find-links)"
 
 def bench_real(names: list[str], tmp: Path, bins: dict[str, Path], wheels: list[Path], big: Path,
                seconds: float, pip_rounds: int, uv_rounds: int = 5,
-               upload_rounds: int = 3) -> dict[str, dict[str, float]]:
+               upload_rounds: int = 3, load_rounds: int = 3) -> dict[str, dict[str, float]]:
     """The real-set rows. All servers run at once (idle unless measured), so that the install
     rounds can go round-robin (A B C, A B C, ...): other work on a shared machine then falls on
     every server alike instead of on whichever was measured at that moment."""
@@ -585,34 +585,63 @@ def bench_real(names: list[str], tmp: Path, bins: dict[str, Path], wheels: list[
             twine_upload(bins["clients"], servers[name], [big], homes[name])
         for kind, rounds in (("pip", pip_rounds), ("uv", uv_rounds)):
             times: dict[str, list[float]] = {n: [] for n in (*names, FLOOR)}
-            for _ in range(rounds):
-                for name in names:
-                    times[name].append(install(kind, bins["clients"], servers[name], works[name], homes[name]))
-                # The client alone, from the same wheels on the local disk: what no server can beat.
-                times[FLOOR].append(install(kind, bins["clients"], None, tmp, tmp))
+            order = [*names, FLOOR]  # FLOOR: the client alone, from the wheels on the local disk
+            for rnd in range(rounds):
+                # Each round starts with another server: no one is always first (or always right
+                # after the floor's install).
+                for name in order[rnd % len(order):] + order[:rnd % len(order)]:
+                    if name == FLOOR:
+                        times[name].append(install(kind, bins["clients"], None, tmp, tmp))
+                    else:
+                        times[name].append(install(kind, bins["clients"], servers[name], works[name], homes[name]))
             for name in (*names, FLOOR):
                 res[name][kind] = statistics.median(times[name])
                 log(f"{name}: {kind} install: median {res[name][kind]:.2f} s of "
                     f"{', '.join(f'{t:.2f}' for t in times[name])}")
+        # Every row below is measured in rounds that visit the servers in turn, each round
+        # starting with the next one, and reports the median: this machine's speed drifts by
+        # tens of percent over minutes, and a block of rows per server would hand that drift
+        # to whichever server was measured at the time.
+        def rotated(rnd: int) -> list[str]:
+            return names[rnd % len(names):] + names[:rnd % len(names)]
+
         for name in names:
-            s, r = servers[name], res[name]
-            for label, path in (("project", s.project_path(PROJECT)), ("root", s.root_path)):
+            s = servers[name]
+            for path in (s.project_path(PROJECT), s.root_path):
                 sequential_latency(s, path, 20)  # warm up
-                for conns in (2, 16):
-                    ld = load_test(s, path, conns, seconds)
-                    r[f"{label}{conns}_rps"], r[f"{label}{conns}_p50"], r[f"{label}{conns}_p99"] = ld.rps, ld.p50_ms, ld.p99_ms
-                    log(f"{name}: {label} page, {conns} conns: {ld.rps:.0f} req/s, p50 {ld.p50_ms:.2f} ms, "
-                        f"p99 {ld.p99_ms:.2f} ms")
-            r["download"] = download_mb_s(s, file_url(s, big.name))
-            log(f"{name}: download {r['download']:.0f} MiB/s")
-            r["rss"] = s.peak_rss_mb()
-            s.stop()
-            starts = []
-            for _ in range(START_ROUNDS):  # a single start is at the mercy of the machine's noise
-                starts.append(s.start())
-                s.stop()
-            r["start"] = statistics.median(starts)
-            log(f"{name}: restart {r['start']:.2f} s, peak RSS {r['rss']:.0f} MB")
+        for label in ("project", "root"):
+            for conns in (2, 16):
+                loads: dict[str, list[Load]] = {n: [] for n in names}
+                for rnd in range(load_rounds):
+                    for name in rotated(rnd):
+                        s = servers[name]
+                        path = s.project_path(PROJECT) if label == "project" else s.root_path
+                        loads[name].append(load_test(s, path, conns, seconds))
+                for name in names:
+                    r, ls = res[name], loads[name]
+                    r[f"{label}{conns}_rps"] = statistics.median(ld.rps for ld in ls)
+                    r[f"{label}{conns}_p50"] = statistics.median(ld.p50_ms for ld in ls)
+                    r[f"{label}{conns}_p99"] = statistics.median(ld.p99_ms for ld in ls)
+                    log(f"{name}: {label} page, {conns} conns: {r[f'{label}{conns}_rps']:.0f} req/s, "
+                        f"p50 {r[f'{label}{conns}_p50']:.2f} ms, p99 {r[f'{label}{conns}_p99']:.2f} ms "
+                        f"(median of {len(ls)})")
+        downloads: dict[str, list[float]] = {n: [] for n in names}
+        for rnd in range(3):
+            for name in rotated(rnd):
+                downloads[name].append(download_mb_s(servers[name], file_url(servers[name], big.name), rounds=1))
+        for name in names:
+            res[name]["download"] = max(downloads[name])
+            log(f"{name}: download {res[name]['download']:.0f} MiB/s (best of 3)")
+            res[name]["rss"] = servers[name].peak_rss_mb()
+            servers[name].stop()
+        starts: dict[str, list[float]] = {n: [] for n in names}
+        for rnd in range(START_ROUNDS):  # a single start is at the mercy of the machine's noise
+            for name in rotated(rnd):
+                starts[name].append(servers[name].start())
+                servers[name].stop()
+        for name in names:
+            res[name]["start"] = statistics.median(starts[name])
+            log(f"{name}: start {res[name]['start']:.2f} s (median of {START_ROUNDS}), peak RSS {res[name]['rss']:.0f} MB")
     finally:
         for s in servers.values():
             s.stop()
@@ -754,12 +783,15 @@ versions = {SYNTH_PROJECTS * SYNTH_VERSIONS:,} small wheels (artifactd and pypis
 50,000 files into devpi through its upload API would take hours); one {args.big_mb} MiB file for the download row.
 
 How: the upload row is the median of {1 if args.quick else 3} twine uploads, each to a freshly started server
-with empty storage. Installs use fresh venvs (the median of {1 if args.quick else 3} runs for pip, of
-{3 if args.quick else 5} for uv, taken round-robin across the servers, and across "{FLOOR}": the same
-client installing from the wheel files on the local disk, which is what no server can beat),
+with empty storage. Installs use fresh venvs (the median of {1 if args.quick else 5} runs for pip, of
+{3 if args.quick else 5} for uv, taken round-robin across the servers, each round starting with the next
+one, and across "{FLOOR}": the same client installing from the wheel files on the local disk,
+which is what no server can beat),
 `pip install --isolated --no-cache-dir` and `uv pip install --no-config` with a fresh, empty
 UV_CACHE_DIR, and no PIP_*/UV_* variables; {scratch_note}. Load tests use wrk (or a Python keep-alive load generator)
-for {args.seconds:g} s per row with uv's Accept header. Every server runs from its own venv: artifactd
+with uv's Accept header, {'one run' if args.quick else 'the median of 3 runs'} of {args.seconds:g} s per row and server.
+The machine's speed drifts by tens of percent over minutes, so every row (loads, downloads, starts)
+is measured in rounds that visit the servers in turn, each round starting with the next server. Every server runs from its own venv: artifactd
 installed with `pip install .` (as README's quick start does; not an editable install), the peers
 with `pip install` of their packages. artifactd serves its default group repository
 (`/repository/pypi/simple/`); pypiserver runs with `--server auto` (which picks waitress, the
@@ -815,8 +847,9 @@ def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="artifactd-bench-") as tmp:
         names = ["artifactd", *peers]
-        results = bench_real(names, Path(tmp), bins, wheels, big, args.seconds, 1 if args.quick else 3,
-                             uv_rounds=3 if args.quick else 5, upload_rounds=1 if args.quick else 3)
+        results = bench_real(names, Path(tmp), bins, wheels, big, args.seconds, 1 if args.quick else 5,
+                             uv_rounds=3 if args.quick else 5, upload_rounds=1 if args.quick else 3,
+                             load_rounds=1 if args.quick else 3)
         for name in names:
             if synth is not None and name in ("artifactd", "pypiserver"):
                 results[name].update(bench_synthetic(name, Path(tmp) / name, bins, synth))
