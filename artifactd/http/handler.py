@@ -94,6 +94,9 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             deadlines.arm(self.connection)
         try:
             super().handle_one_request()
+        except (ConnectionResetError, BrokenPipeError):
+            # The client went away between requests (a reset instead of a close): nothing to answer.
+            self.close_connection = True
         finally:
             if deadlines is not None:
                 deadlines.disarm(self.connection)

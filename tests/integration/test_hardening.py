@@ -161,3 +161,39 @@ def test_html_pages_escape_names_and_query(server: Server) -> None:
         except urllib.error.HTTPError as e:
             body = e.read().decode()
         assert "<script>" not in body
+
+
+def test_response_head_refuses_crlf_in_any_header_or_reason() -> None:
+    class Probe(Handler):
+        def __init__(self) -> None:  # no socket: only the head is built
+            self.request_version = "HTTP/1.1"
+            self.close_connection = False
+            self._headers_buffer = []
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+    Probe()._head(200, None, "text/plain", 0, {"ETag": '"x"'})
+    for headers, reason in (({"Location": "/a\r\nSet-Cookie: x"}, None), ({"X\nY": "v"}, None),
+                            ({"ETag": "a\x00"}, None), ({}, "OK\r\nX-Injected: 1")):
+        with pytest.raises(ValueError):
+            Probe()._head(200, reason, "text/plain", 0, headers)
+    with pytest.raises(ValueError):
+        Probe()._head(200, None, "text/plain\r\nX-Injected: 1", 0, {})
+
+
+def test_client_reset_between_requests_is_not_an_error(server: Server, capfd: pytest.CaptureFixture[str]) -> None:
+    import struct
+
+    u = urlsplit(server.url)
+    for _ in range(5):
+        s = socket.create_connection((u.hostname, u.port), timeout=10)
+        s.sendall(b"GET /repository/pypi/simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(s.recv(65536)) == 200
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # a reset, not a FIN, while the handler waits for the next request line
+    time.sleep(0.3)
+    # The server carries on, and socketserver's traceback printer stayed quiet.
+    with urllib.request.urlopen(server.url + "/repository/pypi/simple/") as r:
+        assert r.status == 200
+    assert "Traceback" not in capfd.readouterr().err
