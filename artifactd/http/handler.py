@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, unquote, urlsplit
 
-
 from artifactd import __version__
 from artifactd.errors import (
     ArtifactdError,
