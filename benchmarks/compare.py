@@ -605,6 +605,8 @@ def bench_real(names: list[str], tmp: Path, bins: dict[str, Path], wheels: list[
         def rotated(rnd: int) -> list[str]:
             return names[rnd % len(names):] + names[:rnd % len(names)]
 
+        os.sync()  # the installs' writeback must not land in the first load rows
+        time.sleep(2)
         for name in names:
             s = servers[name]
             for path in (s.project_path(PROJECT), s.root_path):
