@@ -311,6 +311,17 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         app.require(p, action, repo)
         return p
 
+    # The /api/v1 and /ui modules load with their first request, not at start-up.
+    def _api(self, segs: list[str]) -> None:
+        from artifactd.http import api
+
+        return api.dispatch(self, segs)
+
+    def _web(self, segs: list[str]) -> None:
+        from artifactd.web import routes as web
+
+        return web.dispatch(self, segs)
+
     # --- GET/HEAD routing ----------------------------------------------------------------
     def _get(self) -> None:
         segs = _segments(self.path)
@@ -323,17 +334,13 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
     def _route_get(self, segs: list[str]) -> None:
         if segs[:2] == ["api", "v1"]:
-            from artifactd.http import api
-
-            return api.dispatch(self, segs[2:])
+            return self._api(segs[2:])
         if segs[:1] == ["-"]:
             return self._internal(segs[1:])
         if segs == [""]:
             return self._redirect("/ui/")
         if segs[:1] == ["ui"]:
-            from artifactd.web import routes as web
-
-            return web.dispatch(self, segs[1:])
+            return self._web(segs[1:])
         if segs[:1] != ["repository"]:
             raise NotFound("not found")
         rest = segs[1:]
@@ -569,13 +576,9 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
         segs = _segments(self.path)
         if segs[:2] == ["api", "v1"]:
-            from artifactd.http import api
-
-            return api.dispatch(self, segs[2:])
+            return self._api(segs[2:])
         if segs[:1] == ["ui"]:
-            from artifactd.web import routes as web
-
-            return web.dispatch(self, segs[1:])
+            return self._web(segs[1:])
         if segs[:1] != ["repository"] or len(segs) < 2:
             raise NotFound("not found")
         name = segs[1]
@@ -656,9 +659,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
         segs = _segments(split_matrix(urlsplit(self.path).path)[0])
         if segs[:2] == ["api", "v1"]:
-            from artifactd.http import api
-
-            return api.dispatch(self, _segments(self.path)[2:])
+            return self._api(_segments(self.path)[2:])
         name, path, props = self._generic_target()
         app = self.server.app
         repo: Any = app.repository(name)
@@ -705,9 +706,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
         segs = _segments(self.path)
         if segs[:2] == ["api", "v1"]:
-            from artifactd.http import api
-
-            return api.dispatch(self, segs[2:])
+            return self._api(segs[2:])
         name, path, _ = self._generic_target()
         app = self.server.app
         repo: Any = app.repository(name)
