@@ -100,3 +100,37 @@ def test_serve_does_not_import_what_it_does_not_need(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "", f"imported at start-up: {out}"
+
+
+def test_read_verification_hashes_through_a_small_reused_buffer(app: App) -> None:
+    """The first read of a blob re-hashes it. Reading it in 1 MiB ``bytes`` chunks raised glibc's
+    mmap threshold and left ~2 MB of heap resident after the first large download; the check
+    must hash through one small buffer, and still catch damage."""
+    import os
+    import tracemalloc
+
+    from artifactd.errors import StoreDamaged
+    from artifactd.store.verify import ReadVerifier
+
+    data = os.urandom(4 * 2**20)
+    blob = app.blobs.put_bytes(data)
+    path = app.blobs.path(blob.sha256)
+    v = ReadVerifier()
+    tracemalloc.start()
+    try:
+        v.check(blob.sha256, path, len(data))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert v.hashed == 1
+    assert peak < 512 * 1024, f"hashing a 4 MiB blob allocated {peak} bytes at once"
+
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:  # same size, other bytes: a new ctime forces a new hash
+        fh.write(b"\0" * 16)
+    try:
+        v.check(blob.sha256, path, len(data))
+    except StoreDamaged as exc:
+        assert "digest mismatch" in str(exc)
+    else:
+        raise AssertionError("a damaged blob passed verification")
