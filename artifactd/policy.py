@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -222,7 +221,7 @@ def remove_blob_if_unreferenced(app: "App", sha: str, older_than_ns: int) -> int
         return None
     if st.st_mtime_ns >= older_than_ns or app.db.is_referenced(sha):
         return None
-    aside = app.layout.tmp / f"cleanup-{uuid.uuid4().hex}-{sha}"
+    aside = app.layout.tmp / f"cleanup-{os.urandom(16).hex()}-{sha}"
     try:
         os.rename(path, aside)
     except FileNotFoundError:

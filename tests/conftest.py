@@ -59,9 +59,9 @@ def server(app: App) -> Iterator[Server]:
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
-    """An environment where pip/uv/twine see no machine-wide indexes, caches or config."""
+    """An environment where pip/uv/twine/pdm/poetry see no machine-wide indexes, caches or config."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIP_", "UV_", "TWINE_", "PYTHON")) and k not in ("VIRTUAL_ENV",)}
+           if not k.startswith(("PIP_", "UV_", "TWINE_", "PDM_", "POETRY_", "PYTHON")) and k not in ("VIRTUAL_ENV",)}
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env.update({
@@ -77,8 +77,9 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], env: dict[str, str], timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], env: dict[str, str], timeout: float = 180, check: bool = True,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -12,7 +12,6 @@ import errno
 import hashlib
 import logging
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -60,7 +59,7 @@ class BlobWriter:
         self._sha = hashlib.sha256()
         self._md5 = hashlib.md5(usedforsecurity=False) if extra_digests else None
         self._b2 = hashlib.blake2b(digest_size=32) if extra_digests else None
-        self.tmp_path = store.layout.tmp / f"{uuid.uuid4().hex}.part"
+        self.tmp_path = store.layout.tmp / f"{os.urandom(16).hex()}.part"
         try:
             self._fh: BinaryIO | None = open(self.tmp_path, "xb")
         except OSError as exc:
