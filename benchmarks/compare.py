@@ -821,9 +821,22 @@ children.
   at a time, so a few connections get fast answers while the others wait — its p99 at 16
   connections is 1–2.5 s. artifactd answers in arrival order, so its p50 is the queue in front of
   every request (16 / requests per second).
-- **start and peak RSS against pypiserver on wsgiref**: both load the same standard-library HTTP
-  stack; the start times are within ~10 ms of each other (the noise of this machine is as large).
-  The RSS difference (~8 MB) is modules: a single-threaded server with fewer of them.
+- **start against pypiserver**: both load the same standard-library HTTP stack (`http.server`
+  with `email`, `http.client`, `ssl`: ~30 ms of the ~0.1 s), and nearly all of the rest is
+  imports on both sides; artifactd loads ~240 modules to pypiserver's ~210 (SQLite, pluggy and the
+  plugin entry points, click, its configuration model). Measured side by side outside the
+  harness the two are 5–10% apart; the harness's median has put artifactd between 0.97× and
+  0.73× of pypiserver over its runs, on a machine whose start times drift between 0.10 and 0.15 s
+  from minute to minute.
+- **peak RSS against pypiserver on wsgiref**: idle, the two are the same (~30 MB). artifactd
+  grows by ~6 MB with its first uploads — validating metadata loads packaging's metadata and
+  specifier parsers and the `email` policy (~2.6 MB), and the zip directories of wheels with
+  thousands of members (botocore, pandas) leave freed memory in Python's allocator — and by a
+  few MB more while it serves 16–50 connections at once, a thread each. pypiserver on wsgiref
+  parses nothing it stores and serves one connection at a time.
+- **twine upload against pypiserver on wsgiref** (when below 1×): twine's own start-up and
+  hashing dominate the ~1 s for every server; artifactd's server-side time includes ~65 ms of
+  fsync that RELIABILITY requires (8 per file) and pypiserver does not do.
 - **tail latencies**: on this shared 2-core machine p99 moves by ±50% from one run to the next
   (the same build gave 3.9, 4.3 and 6.7 ms for the project page at 16 connections); medians of
   three runs per row damp but do not remove that.
