@@ -93,20 +93,15 @@ def receive_file(app: "App", repo: str, path: str, src: Readable, length: int, *
     if length > limit:
         raise PayloadTooLarge(f"file of {length} bytes exceeds the size limit of {limit} bytes")
     want = {algo: v.strip().lower() for algo, v in (checksums or {}).items() if v and v.strip()}
-    sha1 = hashlib.sha1(usedforsecurity=False) if "sha1" in want else None
-    with app.blobs.writer(max_size=limit, extra_digests="md5" in want) as w:
+    with app.blobs.writer(max_size=limit, extra_digests=[a for a in ("md5", "sha1") if a in want]) as w:
         remaining = length
         while remaining > 0:
             data = src.read(min(CHUNK, remaining))
             if not data:
                 raise EOFError(f"input ended {remaining} bytes early")
             w.write(data)
-            if sha1 is not None:
-                sha1.update(data)
             remaining -= len(data)
-        if sha1 is not None and sha1.hexdigest() != want["sha1"]:
-            raise DigestMismatch(f"sha1 digest mismatch: expected {want['sha1']}, received {sha1.hexdigest()}")
-        w.verify({k: v for k, v in want.items() if k in ("sha256", "md5")})
+        w.verify(want)
         return _commit(app, cfg, w, path, props, principal, address)
 
 

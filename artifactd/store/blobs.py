@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Collection, Iterator, Mapping
 
 from artifactd.errors import DigestMismatch, InsufficientStorage, PayloadTooLarge
 from artifactd.store.layout import Layout
@@ -23,6 +23,13 @@ from artifactd.store.layout import Layout
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+
+EXTRA_DIGESTS: dict[str, Callable[[], Any]] = {
+    "md5": lambda: hashlib.md5(usedforsecurity=False),
+    "sha1": lambda: hashlib.sha1(usedforsecurity=False),
+    "blake2_256": lambda: hashlib.blake2b(digest_size=32),
+}
+"""Digests a client may send besides sha256 (the upload API's md5/blake2_256, Artifactory's sha1)."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +59,16 @@ class BlobWriter:
     removes the temporary file: nothing unverified is ever kept.
     """
 
-    def __init__(self, store: "BlobStore", max_size: int | None = None, extra_digests: bool = False) -> None:
+    def __init__(self, store: "BlobStore", max_size: int | None = None, extra_digests: Collection[str] = ()) -> None:
+        unknown = set(extra_digests) - EXTRA_DIGESTS.keys()
+        if unknown:
+            raise ValueError(f"unknown digest algorithm(s): {sorted(unknown)}")
         self._store = store
         self._max = max_size
         self.size = 0
         self._sha = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False) if extra_digests else None
-        self._b2 = hashlib.blake2b(digest_size=32) if extra_digests else None
+        self._extra = {algo: EXTRA_DIGESTS[algo]() for algo in extra_digests}  # hashed while streaming
+        self._late: dict[str, str] = {}  # worked out from the temporary file by verify()
         self.tmp_path = store.layout.tmp / f"{os.urandom(16).hex()}.part"
         try:
             self._fh: BinaryIO | None = open(self.tmp_path, "xb")
@@ -73,9 +83,8 @@ class BlobWriter:
             raise PayloadTooLarge(f"file exceeds the size limit of {self._max} bytes")
         self.size += n
         self._sha.update(data)
-        if self._md5 is not None and self._b2 is not None:
-            self._md5.update(data)
-            self._b2.update(data)
+        for h in self._extra.values():
+            h.update(data)
         try:
             self._fh.write(data)
         except OSError as exc:
@@ -104,26 +113,43 @@ class BlobWriter:
             raise _disk_error(exc) from exc
 
     def hexdigests(self) -> dict[str, str]:
-        out = {"sha256": self._sha.hexdigest()}
-        if self._md5 is not None and self._b2 is not None:
-            out["md5"] = self._md5.hexdigest()
-            out["blake2_256"] = self._b2.hexdigest()
-        return out
+        """sha256 and the digests hashed while streaming."""
+        return {"sha256": self._sha.hexdigest(), **{algo: h.hexdigest() for algo, h in self._extra.items()}}
 
     @property
     def sha256(self) -> str:
         return self._sha.hexdigest()
 
-    def verify(self, expected: dict[str, str]) -> None:
-        """Raise DigestMismatch unless every given digest (sha256/md5/blake2_256) matches."""
-        got = self.hexdigests()
+    def verify(self, expected: Mapping[str, str]) -> None:
+        """Raise DigestMismatch unless every given (non-empty) digest matches.
+
+        sha256 and the ``extra_digests`` were hashed while the bytes streamed in; any other
+        algorithm of :data:`EXTRA_DIGESTS` is worked out now from the temporary file (one more
+        read of it, from the page cache). So a writer hashes only what the client sent, whether
+        the client sends its digests before the file (twine) or after it.
+        """
         for algo, want in expected.items():
             if not want:
                 continue
-            if algo not in got:
-                continue
-            if got[algo] != want.strip().lower():
-                raise DigestMismatch(f"{algo} digest mismatch: expected {want}, received {got[algo]}")
+            got = self._hexdigest(algo)
+            if got != want.strip().lower():
+                raise DigestMismatch(f"{algo} digest mismatch: expected {want}, received {got}")
+
+    def _hexdigest(self, algo: str) -> str:
+        if algo == "sha256":
+            return self._sha.hexdigest()
+        if algo in self._extra:
+            return self._extra[algo].hexdigest()
+        if algo not in EXTRA_DIGESTS:
+            raise ValueError(f"unknown digest algorithm {algo!r}")
+        if algo not in self._late:
+            self.flush()
+            try:
+                with open(self.tmp_path, "rb", buffering=0) as fh:
+                    self._late[algo] = hashlib.file_digest(fh, EXTRA_DIGESTS[algo]).hexdigest()
+            except OSError as exc:
+                raise _disk_error(exc) from exc
+        return self._late[algo]
 
     def commit(self, expected_sha256: str | None = None, expected_size: int | None = None) -> Blob:
         """fsync, then link into place. Returns the Blob; the tmp file is gone afterwards."""
@@ -172,7 +198,7 @@ class BlobStore:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
 
-    def writer(self, max_size: int | None = None, extra_digests: bool = False) -> BlobWriter:
+    def writer(self, max_size: int | None = None, extra_digests: Collection[str] = ()) -> BlobWriter:
         return BlobWriter(self, max_size=max_size, extra_digests=extra_digests)
 
     def put_bytes(self, data: bytes) -> Blob:

@@ -224,6 +224,29 @@ def test_14_wrong_md5_or_blake2(server: Server, wheel: tuple[str, bytes], field:
     assert_nothing_stored(server)
 
 
+@pytest.mark.parametrize("field", ["md5_digest", "blake2_256_digest"])
+def test_14c_digests_after_the_file_are_checked_too(server: Server, wheel: tuple[str, bytes], field: str) -> None:
+    """Only sha256 is hashed while the file streams in; other digests are checked from the received
+    file, so a client that sends them after the file part is held to them as well."""
+    filename, data = wheel
+    right = {"md5_digest": hashlib.md5(data).hexdigest(),
+             "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest()}[field]
+    wrong = "0" * len(right)
+
+    def after(digest: str) -> tuple[bytes, str]:
+        fields = twine_fields("goodpkg", "1.0", data, sha256_digest=None, blake2_256_digest=None)  # type: ignore[arg-type]
+        head, ctype = form(fields, [("content", filename, data)], boundary="b0undary", terminate=False)
+        tail, _ = form([(field, digest)], [], boundary="b0undary")
+        return head + tail, ctype
+
+    status, reason, _, _ = post(server, *after(wrong))
+    assert status == 400 and "digest mismatch" in reason
+    assert_nothing_stored(server)
+    status, _, _, _ = post(server, *after(right))
+    assert status == 200
+    assert [a.filename for a in server.app.db.artifacts("pypi-local")] == [filename]
+
+
 def test_14b_no_digest_at_all(server: Server, wheel: tuple[str, bytes]) -> None:
     status, reason, _, _ = upload(server, *wheel, sha256_digest=None, blake2_256_digest=None)  # type: ignore[arg-type]
     assert status == 400 and "digest" in reason

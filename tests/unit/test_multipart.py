@@ -41,7 +41,7 @@ class Store:
 
     def open_writer(self, max_size: int | None = None) -> Callable[[], BlobWriter]:
         def factory() -> BlobWriter:
-            writer = self.blobs.writer(max_size=max_size, extra_digests=True)
+            writer = self.blobs.writer(max_size=max_size, extra_digests=("md5", "blake2_256"))
             self.opened.append(writer)
             return writer
 
@@ -503,3 +503,24 @@ def test_large_content_streams_with_bounded_memory(store: Store) -> None:
     assert form.getall("classifiers")[0] == "Programming Language :: Python :: 3"
     form.writer.abort()
     assert store.tmp_files() == []
+
+
+@pytest.mark.parametrize("raw", [
+    'form-data; name="name"',
+    'form-data; name="content"; filename="acme-1.0-py3-none-any.whl"',
+    'form-data; name=""',
+    'form-data; name="a;b=c"; filename="x; y.tar.gz"',
+    'form-data; name="caf\xc3\xa9"',  # UTF-8 bytes, latin-1 decoded
+    # not the plain form: the full parser decides
+    'form-data; name="x"; filename="C:\\dir\\x.whl"',
+    'form-data; name="x\\"y"',
+    'Form-Data; Name="x"',
+    'form-data;name="x"',
+    'form-data; name="x" ',
+    'form-data; name="x"; filename*=UTF-8\'\'%C3%A9.whl',
+    'form-data; name="x"; filename="y"; extra="z"',
+])
+def test_plain_disposition_fast_path_agrees_with_the_full_parser(raw: str) -> None:
+    from artifactd.formats.pypi.multipart import _parse_disposition, _parse_disposition_full
+
+    assert _parse_disposition(raw) == _parse_disposition_full(raw)

@@ -133,3 +133,24 @@ def test_read_verification_hashes_through_a_small_reused_buffer(app: App) -> Non
     # A fresh verifier: the file's timestamps may not have moved within the clock's granularity.
     with pytest.raises(StoreDamaged, match="digest mismatch"):
         ReadVerifier().check(blob.sha256, path, len(data))
+
+
+def test_blob_writer_checks_digests_it_did_not_stream(app: App) -> None:
+    """A digest not hashed while streaming is worked out from the temporary file when verified."""
+    import hashlib
+
+    from artifactd.errors import DigestMismatch
+
+    data = b"some bytes " * 50_000
+    with app.blobs.writer() as w:
+        w.write(data)
+        assert set(w.hexdigests()) == {"sha256"}  # nothing but sha256 while streaming
+        w.verify({"md5": hashlib.md5(data).hexdigest(), "sha1": hashlib.sha1(data).hexdigest(),
+                  "blake2_256": hashlib.blake2b(data, digest_size=32).hexdigest().upper(), "sha256": ""})
+        with pytest.raises(DigestMismatch, match="blake2_256 digest mismatch"):
+            w.verify({"blake2_256": "0" * 64})
+        with pytest.raises(ValueError, match="unknown digest"):
+            w.verify({"crc32": "0"})
+    with pytest.raises(ValueError, match="unknown digest"):
+        app.blobs.writer(extra_digests=("crc32",))
+    assert list(app.layout.tmp.iterdir()) == []

@@ -242,7 +242,23 @@ def _utf8(raw: str, what: str) -> str:
         raise BadRequest(f"{what} is not valid UTF-8") from exc
 
 
+_PLAIN_DISPOSITION = re.compile(r'form-data; name="([^"\\]*)"(?:; filename="([^"\\]*)")?')
+"""What every uploader sends for nearly every part (a twine upload has ~45 parts): parsed by one
+regex match, with the same result as :func:`_parse_disposition_full` (no escapes, no odd spacing)."""
+
+
 def _parse_disposition(raw: str) -> tuple[str, dict[str, str]]:
+    """Split a Content-Disposition value (latin-1 decoded) into its type and parameters."""
+    m = _PLAIN_DISPOSITION.fullmatch(raw)
+    if m is None:
+        return _parse_disposition_full(raw)
+    params = {"name": m.group(1)}
+    if m.group(2) is not None:
+        params["filename"] = m.group(2)
+    return "form-data", params
+
+
+def _parse_disposition_full(raw: str) -> tuple[str, dict[str, str]]:
     """Split a Content-Disposition value (latin-1 decoded) into its type and parameters.
 
     Quoted values keep backslashes, except that ``\\"`` and ``\\\\`` are unescaped:
