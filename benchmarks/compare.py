@@ -825,8 +825,8 @@ children.
   with `email`, `http.client`, `ssl`: ~30 ms of the ~0.1 s), and nearly all of the rest is
   imports on both sides; artifactd loads ~240 modules to pypiserver's ~210 (SQLite, pluggy and the
   plugin entry points, click, its configuration model). Measured side by side outside the
-  harness the two are 5–10% apart; the harness's median has put artifactd between 0.97× and
-  0.73× of pypiserver over its runs, on a machine whose start times drift between 0.10 and 0.15 s
+  harness the two are 5–10% apart; the harness's median has put artifactd between 1.09× and
+  0.69× of pypiserver over seven runs, on a machine whose start times drift between 0.10 and 0.15 s
   from minute to minute.
 - **peak RSS against pypiserver on wsgiref**: idle, the two are the same (~30 MB). artifactd
   grows by ~6 MB with its first uploads — validating metadata loads packaging's metadata and
