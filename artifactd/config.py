@@ -85,6 +85,7 @@ class RepoConfig:
     negative_ttl: float = 600.0
     timeout: float = 30.0
     offline: bool = False
+    connections: int = 16  # PyPI proxy: requests to the upstream at once (more wait for a free one)
     anonymous_read: bool | None = None  # None: the server default
     max_upload_size: int | None = None
     username: str | None = None
@@ -111,6 +112,8 @@ class RepoConfig:
             out["negative-ttl"] = _fmt_duration(self.negative_ttl)
             out["timeout"] = _fmt_duration(self.timeout)
             out["offline"] = self.offline
+            if self.connections != 16:
+                out["connections"] = self.connections
         if self.anonymous_read is not None:
             out["anonymous-read"] = self.anonymous_read
         if self.max_upload_size is not None:
@@ -232,6 +235,7 @@ _REPO_KEYS = {
     "negative-ttl": ("negative_ttl", "duration"),
     "timeout": ("timeout", "duration"),
     "offline": ("offline", bool),
+    "connections": ("connections", int),
     "anonymous-read": ("anonymous_read", bool),
     "max-upload-size": ("max_upload_size", "size"),
     "username": ("username", str),
@@ -373,6 +377,12 @@ def make_repo(**kwargs: Any) -> RepoConfig:
             raise ConfigError(f"proxy repository {name!r} needs an http(s) url")
     elif kwargs.get("url"):
         raise ConfigError(f"repository {name!r}: only proxy repositories take a url")
+    if "connections" in kwargs:
+        if rtype != "proxy" or fmt != "pypi":
+            raise ConfigError(f"repository {name!r}: only PyPI proxy repositories take connections")
+        if not 1 <= kwargs["connections"] <= 256:
+            raise ConfigError(f"repository {name!r}: connections must be between 1 and 256, "
+                              f"got {kwargs['connections']}")
     if rtype != "group" and (kwargs.get("members") or kwargs.get("merge")):
         raise ConfigError(f"repository {name!r}: only groups take members/merge")
     if rtype != "group" and kwargs.get("writable_member"):

@@ -7,11 +7,13 @@ One command:
 What it does (only loopback traffic once the one-time preparation is done):
 1. once: ``pip download`` a dependency set of 30+ real wheels (from the machine's configured
    indexes) into ``<cache>/wheels``; install devpi-server and proxpi into ``<cache>/venvs``;
-2. serves the wheels with pypiserver on 127.0.0.1 (the upstream of every proxy);
+2. serves the wheels with pypiserver on waitress on 127.0.0.1 (the upstream of every proxy,
+   standing in for the public index: a server that takes many connections at once);
 3. for each target — artifactd hosted (the wheels uploaded: the baseline), the artifactd group
    (empty hosted + proxy of the upstream), devpi-server's mirror, proxpi — and each client (pip,
-   uv): a fresh server, one cold install, then ``--repeat`` warm installs, each into a fresh venv
-   with no client cache; the warm figure is the median;
+   uv): ``--repeat`` fresh servers with one cold install each, and ``--repeat`` warm installs from
+   the first once its cache is filled; every install goes into a fresh venv with no client cache,
+   on tmpfs when there is one (the servers' data stays on the disk); the figures are medians;
 4. prints a table with the warm ratios against artifactd hosted.
 """
 from __future__ import annotations
@@ -199,7 +201,24 @@ def proxpi(work: Path, upstream: str, venv: Path) -> Srv:
 
 # --- clients ----------------------------------------------------------------------------------
 
+def scratch_root() -> str | None:
+    """Where installs write: tmpfs when there is one. An install unpacks ~300 MB, and on this kind
+    of machine the disk's writeback moves an install by ±1 s from one run to the next — the same
+    client work whatever the index, but noise large enough to swamp the differences between them
+    (benchmarks/compare.py does the same)."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 def install(tool: str, index: str, reqs: list[str], work: Path) -> float:
+    scratch = Path(tempfile.mkdtemp(dir=scratch_root(), prefix="artifactd-bench-install-"))
+    try:
+        return _install(tool, index, reqs, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _install(tool: str, index: str, reqs: list[str], work: Path) -> float:
     venv = Path(tempfile.mkdtemp(dir=work, prefix="venv-"))
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     home = Path(tempfile.mkdtemp(dir=work, prefix="home-"))
@@ -208,7 +227,8 @@ def install(tool: str, index: str, reqs: list[str], work: Path) -> float:
         cmd = [sys.executable, "-m", "pip", "--isolated", "--python", str(venv / "bin" / "python"), "install", "-q",
                "--no-cache-dir", "--index-url", index, *reqs]
     else:
-        cmd = [str(BIN / "uv"), "pip", "install", "-q", "--no-cache", "--python", str(venv / "bin" / "python"),
+        env["UV_CACHE_DIR"] = str(work / "uv-cache")  # empty: nothing cached on the client side
+        cmd = [str(BIN / "uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
                "--index-url", index, *reqs]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -221,15 +241,21 @@ def install(tool: str, index: str, reqs: list[str], work: Path) -> float:
 
 
 def measure(make: Callable[[Path], Srv], tool: str, reqs: list[str], repeat: int, root: Path) -> tuple[float, float]:
-    work = Path(tempfile.mkdtemp(dir=root, prefix="srv-"))
-    srv = make(work).start()
-    try:
-        cold = install(tool, srv.index, reqs, work)
-        warm = statistics.median(install(tool, srv.index, reqs, work) for _ in range(repeat))
-    finally:
-        srv.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return cold, warm
+    """(cold, warm): cold is the median over ``repeat`` fresh servers, warm the median of ``repeat``
+    installs from the first of them once its cache is filled."""
+    colds: list[float] = []
+    warms: list[float] = []
+    for i in range(repeat):
+        work = Path(tempfile.mkdtemp(dir=root, prefix="srv-"))
+        srv = make(work).start()
+        try:
+            colds.append(install(tool, srv.index, reqs, work))
+            if i == 0:
+                warms = [install(tool, srv.index, reqs, work) for _ in range(repeat)]
+        finally:
+            srv.stop()
+            shutil.rmtree(work, ignore_errors=True)
+    return statistics.median(colds), statistics.median(warms)
 
 
 def main() -> None:
@@ -247,11 +273,18 @@ def main() -> None:
         peers["devpi"] = prepare_venv(cache, "devpi", ["devpi-server"])
         peers["proxpi"] = prepare_venv(cache, "proxpi", ["proxpi", "gunicorn"])
 
+    # The upstream stands in for the public index, a server that takes many connections at once:
+    # pypiserver on waitress. (A plain `pip install pypiserver` runs it on wsgiref, one connection at a
+    # time with a listen backlog of 5; a proxy asking it 16 things at once has its excess SYNs dropped,
+    # 1 s each. See docs/proxy.md, "connections".)
+    up_venv = prepare_venv(cache, "upstream-pypiserver", ["pypiserver", "waitress"])
+    up_bin = (up_venv / "bin" / "pypi-server") if up_venv else BIN / "pypi-server"
     root = Path(tempfile.mkdtemp(prefix="artifactd-bench-"))
     up_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}/simple/"
-    up = Srv("pypiserver", [str(BIN / "pypi-server"), "run", "-p", str(up_port), "-i", "127.0.0.1", "-a", ".",
-                            "-P", ".", "--disable-fallback", "--hash-algo", "sha256", str(wheels)],
+    up = Srv("pypiserver", [str(up_bin), "run", "-p", str(up_port), "-i", "127.0.0.1", "-a", ".",
+                            "-P", ".", "--disable-fallback", "--hash-algo", "sha256", "--server", "auto",
+                            str(wheels)],
              upstream, upstream, root).start()
     targets: list[tuple[str, Callable[[Path], Srv]]] = [
         ("artifactd hosted", lambda w: artifactd(w, upstream, wheels, hosted=True)),
@@ -280,7 +313,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\n{len(reqs)} wheels ({sum(w.stat().st_size for w in wheels.glob('*.whl')) / 2**20:.1f} MiB) "
-          f"through each index; upstream pypiserver on loopback; warm = median of {args.repeat}; seconds\n")
+          f"through each index; upstream pypiserver (waitress) on loopback; medians of {args.repeat}; seconds\n")
     head = f"{'target':<26}" + "".join(f"{t + ' cold':>10}{t + ' warm':>10}{t + ' warm/hosted':>16}" for t in tools)
     print(head)
     print("-" * len(head))

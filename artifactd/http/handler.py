@@ -547,17 +547,19 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             if length is None or not fetch.stream_to_client:
                 stored, art = fetch.run(None)
                 return self._send_file(stored, art, repo)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(length))
+            self.send_header("ETag", f'"{fetch.sha256}"')
+            self.send_header("Last-Modified", email.utils.formatdate(usegmt=True))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Cache-Control", IMMUTABLE)
+            self.end_headers()
         except BaseException:
+            # Also a client gone before the headers went out: the upstream response goes back to
+            # the pool (which is bounded) and the file's other waiters are told.
             fetch.cancel()
             raise
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(length))
-        self.send_header("ETag", f'"{fetch.sha256}"')
-        self.send_header("Last-Modified", email.utils.formatdate(usegmt=True))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Cache-Control", IMMUTABLE)
-        self.end_headers()
         try:
             _, art = fetch.run(self.wfile.write)
         except ArtifactdError as exc:

@@ -161,7 +161,8 @@ class ProxyPypi:
                     assert self.config.url
                     self._client = UpstreamClient(
                         self.config.url, timeout=self.config.timeout, username=self.config.username,
-                        password=self.config.password, auth_provider=self.app.hooks.upstream_auth)
+                        password=self.config.password, auth_provider=self.app.hooks.upstream_auth,
+                        connections=self.config.connections)
         return self._client
 
     # --- state -------------------------------------------------------------------------------

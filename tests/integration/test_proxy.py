@@ -498,3 +498,73 @@ def test_why_and_invalidate_cli_errors(server: Server, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "no proxy cache" in r.output
     r = CliRunner().invoke(cli, ["--data-dir", str(server.app.layout.root), "why", "pypi", "nothing", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["owner"] is None
+
+
+def test_upstream_connections_are_bounded(tmp_path: Path) -> None:
+    """A proxy asks its upstream at most ``connections`` things at once; the rest wait their turn.
+
+    Unbounded, a cold ``uv pip install`` (~50 requests at once) opened that many connections,
+    and a single-threaded upstream (pypiserver on wsgiref, listen backlog 5) dropped the
+    excess: each drop cost the client a 1 s SYN retransmit.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lock = threading.Lock()
+    now = {"in": 0, "max": 0, "served": 0}
+
+    class Slow(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            with lock:
+                now["in"] += 1
+                now["max"] = max(now["max"], now["in"])
+            time.sleep(0.15)
+            name = self.path.rstrip("/").rsplit("/", 1)[-1]
+            body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": []}).encode()
+            with lock:
+                now["in"] -= 1
+                now["served"] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", JSON)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    slow = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        app = App(tmp_path / "bounded")
+        add_proxy(app, f"http://127.0.0.1:{slow.server_address[1]}/simple/", group=None, connections=2)
+        assert app.config.repo("remote").connections == 2  # type: ignore[union-attr]
+        assert "connections = 2" in (tmp_path / "bounded" / "artifactd.toml").read_text()
+        httpd, thread = serve_in_thread(app)
+        try:
+            # One request first: it settles anything the configuration write above set in motion.
+            assert get(f"{httpd.url}/repository/remote/simple/warm-up/")[0] == 200
+            now["max"] = 0
+            results: list[int] = []
+
+            def ask(i: int) -> None:
+                status, _, _ = get(f"{httpd.url}/repository/remote/simple/project-{i}/")
+                with lock:
+                    results.append(status)
+
+            askers = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+            for t in askers:
+                t.start()
+            for t in askers:
+                t.join(timeout=30)
+            assert results == [200] * 8
+            assert now["served"] == 9 and now["max"] == 2
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(timeout=5)
+            app.close()
+    finally:
+        slow.shutdown()
+        slow.server_close()

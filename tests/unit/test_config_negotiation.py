@@ -50,3 +50,20 @@ def test_group_member_format_mismatch() -> None:
 ])
 def test_negotiate(accept: str | None, expected: str | None) -> None:
     assert negotiate(accept) == expected
+
+
+def test_proxy_connections_setting() -> None:
+    from artifactd.config import ConfigError, parse_config
+
+    base = '[repositories.remote]\ntype = "proxy"\nurl = "http://127.0.0.1:1/simple/"\n'
+    assert parse_config(base).repo("remote").connections == 16  # type: ignore[union-attr]
+    assert "connections" not in parse_config(base).repo("remote").to_toml()  # type: ignore[union-attr]
+    cfg = parse_config(base + "connections = 4\n")
+    assert cfg.repo("remote").connections == 4  # type: ignore[union-attr]
+    assert cfg.repo("remote").to_toml()["connections"] == 4  # type: ignore[union-attr]
+    for bad, message in (("0", "between 1 and 256"), ("300", "between 1 and 256"), ('"4"', "expected int"),
+                         ("true", "expected int")):
+        with pytest.raises(ConfigError, match=message):
+            parse_config(base + f"connections = {bad}\n")
+    with pytest.raises(ConfigError, match="only PyPI proxy repositories take connections"):
+        parse_config('[repositories.h]\ntype = "hosted"\nconnections = 4\n')

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import NewConnectionError, ProtocolError
+from urllib3.exceptions import EmptyPoolError, NewConnectionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from artifactd import __version__
@@ -123,7 +123,7 @@ class UpstreamClient:
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, username: str | None = None,
                  password: str | None = None, auth_provider: Callable[[str], tuple[str, str] | None] | None = None,
-                 maxsize: int = 16) -> None:
+                 connections: int = 16) -> None:
         url, u_user, u_pass = strip_userinfo(base_url)
         if not url.endswith("/"):
             url += "/"
@@ -138,7 +138,12 @@ class UpstreamClient:
         if user is not None:
             token = base64.b64encode(f"{user}:{pw or ''}".encode()).decode()
             self._auth = Auth(origin_of(url), "Basic " + token)
-        self.pool = urllib3.PoolManager(num_pools=8, maxsize=maxsize, block=False, retries=False,
+        # At most ``connections`` requests to the upstream at once; more wait (up to the read
+        # timeout) for a connection to come back. Unbounded, a cold uv install (~50 requests at
+        # once) opened that many connections: a single-threaded upstream such as pypiserver on
+        # wsgiref (listen backlog 5) dropped the excess SYNs, and each cost a 1 s retransmit.
+        self.pool_timeout = timeout
+        self.pool = urllib3.PoolManager(num_pools=8, maxsize=connections, block=True, retries=False,
                                         timeout=self.timeout, headers={"User-Agent": USER_AGENT})
 
     def close(self) -> None:
@@ -163,7 +168,11 @@ class UpstreamClient:
                 raise UpstreamError(f"upstream redirected to a non-http(s) URL ({scheme}:)")
             try:
                 resp = self.pool.request("GET", url, headers=self._headers(url, headers), redirect=False,
-                                         preload_content=False, decode_content=True)
+                                         preload_content=False, decode_content=True,
+                                         pool_timeout=self.pool_timeout)
+            except EmptyPoolError:
+                raise UpstreamTimeout(f"upstream busy: all {self.pool.connection_pool_kw['maxsize']} connections "
+                                      f"to {redact(url)} stayed in use for {self.pool_timeout:g} s") from None
             except NewConnectionError as exc:  # (a ConnectTimeoutError subclass, but a refusal)
                 raise UpstreamError(f"upstream unreachable: {redact(url)}: {_describe(exc)}") from None
             except (Urllib3Timeout, socket.timeout) as exc:
