@@ -568,3 +568,27 @@ def test_upstream_connections_are_bounded(tmp_path: Path) -> None:
     finally:
         slow.shutdown()
         slow.server_close()
+
+
+def test_upstream_busy_is_a_timeout_not_a_hang(upstream: Upstream, tmp_path: Path) -> None:
+    """With every connection held (a slow client streaming a file), the next request waits at most
+    the repository timeout, then fails as a timeout (504), naming the cause."""
+    from artifactd.errors import UpstreamTimeout
+    from artifactd.formats.pypi.upstream import UpstreamClient
+
+    art = upstream.add(make_wheel(tmp_path / "w", "held", "1.0"))
+    client = UpstreamClient(upstream.url, timeout=0.3, connections=1)
+    page = client.get_project("held")
+    assert page.status == "ok" and page.page is not None
+    held = client.open_file(page.page.files[0].url)  # streaming, not released: the one connection
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout, match="upstream busy: all 1 connections"):
+            client.get_project("held")
+        assert time.monotonic() - started < 5
+    finally:
+        held.drain_conn()
+        held.release_conn()
+    assert client.get_project("held").status == "ok"  # the connection is back
+    client.close()
+    assert art.filename == "held-1.0-py3-none-any.whl"
