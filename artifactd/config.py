@@ -85,7 +85,7 @@ class RepoConfig:
     negative_ttl: float = 600.0
     timeout: float = 30.0
     offline: bool = False
-    connections: int = 16  # PyPI proxy: requests to the upstream at once (more wait for a free one)
+    connections: int | None = None  # PyPI proxy: cap on requests to the upstream at once (None: no cap)
     anonymous_read: bool | None = None  # None: the server default
     max_upload_size: int | None = None
     username: str | None = None
@@ -112,7 +112,7 @@ class RepoConfig:
             out["negative-ttl"] = _fmt_duration(self.negative_ttl)
             out["timeout"] = _fmt_duration(self.timeout)
             out["offline"] = self.offline
-            if self.connections != 16:
+            if self.connections is not None:
                 out["connections"] = self.connections
         if self.anonymous_read is not None:
             out["anonymous-read"] = self.anonymous_read

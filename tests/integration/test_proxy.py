@@ -577,6 +577,8 @@ def test_upstream_busy_is_a_timeout_not_a_hang(upstream: Upstream, tmp_path: Pat
     from artifactd.formats.pypi.upstream import UpstreamClient
 
     art = upstream.add(make_wheel(tmp_path / "w", "held", "1.0"))
+    # Unset, nothing waits: large downloads hold their connections for the whole transfer.
+    assert UpstreamClient(upstream.url).pool.connection_pool_kw["block"] is False
     client = UpstreamClient(upstream.url, timeout=0.3, connections=1)
     page = client.get_project("held")
     assert page.status == "ok" and page.page is not None

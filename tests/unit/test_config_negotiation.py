@@ -56,7 +56,7 @@ def test_proxy_connections_setting() -> None:
     from artifactd.config import ConfigError, parse_config
 
     base = '[repositories.remote]\ntype = "proxy"\nurl = "http://127.0.0.1:1/simple/"\n'
-    assert parse_config(base).repo("remote").connections == 16  # type: ignore[union-attr]
+    assert parse_config(base).repo("remote").connections is None  # type: ignore[union-attr]
     assert "connections" not in parse_config(base).repo("remote").to_toml()  # type: ignore[union-attr]
     cfg = parse_config(base + "connections = 4\n")
     assert cfg.repo("remote").connections == 4  # type: ignore[union-attr]

@@ -123,7 +123,7 @@ class UpstreamClient:
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, username: str | None = None,
                  password: str | None = None, auth_provider: Callable[[str], tuple[str, str] | None] | None = None,
-                 connections: int = 16) -> None:
+                 connections: int | None = None) -> None:
         url, u_user, u_pass = strip_userinfo(base_url)
         if not url.endswith("/"):
             url += "/"
@@ -138,13 +138,15 @@ class UpstreamClient:
         if user is not None:
             token = base64.b64encode(f"{user}:{pw or ''}".encode()).decode()
             self._auth = Auth(origin_of(url), "Basic " + token)
-        # At most ``connections`` requests to the upstream at once; more wait (up to the read
-        # timeout) for a connection to come back. Unbounded, a cold uv install (~50 requests at
-        # once) opened that many connections: a single-threaded upstream such as pypiserver on
-        # wsgiref (listen backlog 5) dropped the excess SYNs, and each cost a 1 s retransmit.
+        # By default 16 connections are kept alive and more are opened when more requests run at
+        # once (a cold uv install makes ~50): a file download holds its connection for the whole
+        # transfer, and nothing should queue behind large downloads. With ``connections`` set, at
+        # most that many requests reach the upstream at once and the rest wait (up to the read
+        # timeout) for a free connection: for a single-threaded upstream such as pypiserver on
+        # wsgiref (listen backlog 5), which drops the SYNs past its backlog, 1 s each.
         self.pool_timeout = timeout
-        self.pool = urllib3.PoolManager(num_pools=8, maxsize=connections, block=True, retries=False,
-                                        timeout=self.timeout, headers={"User-Agent": USER_AGENT})
+        self.pool = urllib3.PoolManager(num_pools=8, maxsize=connections or 16, block=connections is not None,
+                                        retries=False, timeout=self.timeout, headers={"User-Agent": USER_AGENT})
 
     def close(self) -> None:
         self.pool.clear()
