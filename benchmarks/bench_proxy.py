@@ -210,31 +210,26 @@ def scratch_root() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def install(tool: str, index: str, reqs: list[str], work: Path) -> float:
+def install(tool: str, index: str, reqs: list[str]) -> float:
+    """One install into a fresh venv, with a fresh HOME and (uv) an empty cache, all in scratch."""
     scratch = Path(tempfile.mkdtemp(dir=scratch_root(), prefix="artifactd-bench-install-"))
     try:
-        return _install(tool, index, reqs, scratch)
+        venv, home = scratch / "venv", scratch / "home"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        home.mkdir()
+        env = clean_env(home)
+        if tool == "pip":
+            cmd = [sys.executable, "-m", "pip", "--isolated", "--python", str(venv / "bin" / "python"), "install",
+                   "-q", "--no-cache-dir", "--index-url", index, *reqs]
+        else:
+            env["UV_CACHE_DIR"] = str(scratch / "uv-cache")  # empty: nothing cached on the client side
+            cmd = [str(BIN / "uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                   "--index-url", index, *reqs]
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        dt = time.perf_counter() - t0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _install(tool: str, index: str, reqs: list[str], work: Path) -> float:
-    venv = Path(tempfile.mkdtemp(dir=work, prefix="venv-"))
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    home = Path(tempfile.mkdtemp(dir=work, prefix="home-"))
-    env = clean_env(home)
-    if tool == "pip":
-        cmd = [sys.executable, "-m", "pip", "--isolated", "--python", str(venv / "bin" / "python"), "install", "-q",
-               "--no-cache-dir", "--index-url", index, *reqs]
-    else:
-        env["UV_CACHE_DIR"] = str(work / "uv-cache")  # empty: nothing cached on the client side
-        cmd = [str(BIN / "uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-               "--index-url", index, *reqs]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    dt = time.perf_counter() - t0
-    shutil.rmtree(venv, ignore_errors=True)
-    shutil.rmtree(home, ignore_errors=True)
     if r.returncode != 0:
         raise RuntimeError(f"{tool} install from {index} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
     return dt
@@ -249,9 +244,9 @@ def measure(make: Callable[[Path], Srv], tool: str, reqs: list[str], repeat: int
         work = Path(tempfile.mkdtemp(dir=root, prefix="srv-"))
         srv = make(work).start()
         try:
-            colds.append(install(tool, srv.index, reqs, work))
+            colds.append(install(tool, srv.index, reqs))
             if i == 0:
-                warms = [install(tool, srv.index, reqs, work) for _ in range(repeat)]
+                warms = [install(tool, srv.index, reqs) for _ in range(repeat)]
         finally:
             srv.stop()
             shutil.rmtree(work, ignore_errors=True)

@@ -557,7 +557,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             self.end_headers()
         except BaseException:
             # Also a client gone before the headers went out: the upstream response goes back to
-            # the pool (which is bounded) and the file's other waiters are told.
+            # the pool (a bounded one when the repository sets connections) and the file's other
+            # waiters are told.
             fetch.cancel()
             raise
         try:

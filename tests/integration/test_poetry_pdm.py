@@ -43,14 +43,35 @@ def _publish_fixtures(server: Server, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
 
 
-def _site_packages(project: Path) -> Path:
-    return next((project / ".venv" / "lib").glob("python*/site-packages"))
-
-
 def _locked(lock: Path) -> dict[str, str]:
     import tomllib
 
     return {p["name"]: p["version"] for p in tomllib.loads(lock.read_text())["package"]}
+
+
+LOCKED = {"acme-app": "1.0", "acme-lib": "2.0", "acme-util": "0.5", "yk": "1.0"}
+"""What both tools must lock (yk 2.0 is yanked) and install."""
+
+
+def _consumer(tmp_path: Path, tool_tables: str) -> Path:
+    """A project depending on acme.app and yk, whose only source is given in ``tool_tables``."""
+    project = tmp_path / "consumer"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f"""\
+[project]
+name = "consumer"
+version = "0.1"
+requires-python = ">=3.11"
+dependencies = ["acme.app", "yk"]
+
+{tool_tables}""")
+    return project
+
+
+def _assert_installed(project: Path) -> None:
+    site = next((project / ".venv" / "lib").glob("python*/site-packages"))
+    wanted = {f"{name.replace('-', '_')}-{version}.dist-info" for name, version in LOCKED.items()}
+    assert {p.name for p in site.glob("*.dist-info")} >= wanted
 
 
 def _pdm_env(tmp_path: Path) -> dict[str, str]:
@@ -75,15 +96,7 @@ def test_pdm_locks_installs_and_publishes(server: Server, tmp_path: Path) -> Non
     _publish_fixtures(server, tmp_path)
     env = _pdm_env(tmp_path)
 
-    project = tmp_path / "consumer"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(f"""\
-[project]
-name = "consumer"
-version = "0.1"
-requires-python = ">=3.11"
-dependencies = ["acme.app", "yk"]
-
+    project = _consumer(tmp_path, f"""\
 [tool.pdm]
 distribution = false
 
@@ -96,11 +109,9 @@ url = "{server.simple("pypi")}"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(project / ".venv")], check=True)
     run([pdm, "use", "-f", str(project / ".venv" / "bin" / "python")], env, cwd=project)
     run([pdm, "lock"], env, cwd=project)
-    assert _locked(project / "pdm.lock") == {"acme-app": "1.0", "acme-lib": "2.0", "acme-util": "0.5", "yk": "1.0"}
+    assert _locked(project / "pdm.lock") == LOCKED
     run([pdm, "install"], env, cwd=project)
-    site = _site_packages(project)
-    assert {p.name for p in site.glob("*.dist-info")} >= {
-        "acme_app-1.0.dist-info", "acme_lib-2.0.dist-info", "acme_util-0.5.dist-info", "yk-1.0.dist-info"}
+    _assert_installed(project)
 
     pub = tmp_path / "pdm-made"
     (pub / "dist").mkdir(parents=True)
@@ -127,15 +138,7 @@ def test_poetry_locks_installs_and_publishes(server: Server, tmp_path: Path) -> 
     _publish_fixtures(server, tmp_path)
     env = _poetry_env(tmp_path, server)
 
-    project = tmp_path / "consumer"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(f"""\
-[project]
-name = "consumer"
-version = "0.1"
-requires-python = ">=3.11"
-dependencies = ["acme.app", "yk"]
-
+    project = _consumer(tmp_path, f"""\
 [tool.poetry]
 package-mode = false
 
@@ -145,11 +148,9 @@ url = "{server.simple("pypi")}"
 priority = "primary"
 """)
     run([poetry, "lock", "-n"], env, cwd=project)
-    assert _locked(project / "poetry.lock") == {"acme-app": "1.0", "acme-lib": "2.0", "acme-util": "0.5", "yk": "1.0"}
+    assert _locked(project / "poetry.lock") == LOCKED
     run([poetry, "install", "-n"], env, cwd=project)
-    site = _site_packages(project)
-    assert {p.name for p in site.glob("*.dist-info")} >= {
-        "acme_app-1.0.dist-info", "acme_lib-2.0.dist-info", "acme_util-0.5.dist-info", "yk-1.0.dist-info"}
+    _assert_installed(project)
 
     pub = tmp_path / "poetry-made"
     (pub / "poetry_made").mkdir(parents=True)
