@@ -69,17 +69,22 @@ def repo_show(c: Ctx, name: str, as_json: bool) -> None:
 @click.option("--merge", "merge", multiple=True, help="Group: project allowed from several members (repeat).")
 @click.option("--url", default=None, help="Proxy: upstream index URL.")
 @click.option("--metadata-ttl", default=None, help="Proxy: how long index pages stay fresh (e.g. 30m).")
+@click.option("--timeout", default=None, help="Proxy: how long to wait for the upstream (e.g. 30s).")
+@click.option("--connections", type=int, default=None,
+              help="PyPI proxy: at most this many requests to the upstream at once (default: no cap).")
 @click.option("--offline/--online", default=None, help="Proxy: serve the cache only.")
 @click.option("--anonymous-read/--no-anonymous-read", default=None, help="Allow reads without credentials.")
 @json_option
 @pass_ctx
 def repo_create(c: Ctx, name: str, rtype: str, fmt: str, members: tuple[str, ...], merge: tuple[str, ...],
-                url: str | None, metadata_ttl: str | None, offline: bool | None, anonymous_read: bool | None,
-                as_json: bool) -> None:
+                url: str | None, metadata_ttl: str | None, timeout: str | None, connections: int | None,
+                offline: bool | None, anonymous_read: bool | None, as_json: bool) -> None:
     """Create a hosted, proxy or group repository."""
-    extra: dict[str, Any] = {"offline": offline, "anonymous_read": anonymous_read}
+    extra: dict[str, Any] = {"offline": offline, "anonymous_read": anonymous_read, "connections": connections}
     if metadata_ttl:
         extra["metadata_ttl"] = parse_duration(metadata_ttl, "--metadata-ttl")
+    if timeout:
+        extra["timeout"] = parse_duration(timeout, "--timeout")
     cfg = service.create_repository(c.app(), name, rtype, fmt, members=members, merge=merge, url=url, **extra)
     emit(cfg.to_toml() | {"name": name}, as_json, lambda d: click.echo(f"created {rtype} {fmt} repository {name!r}"))
 

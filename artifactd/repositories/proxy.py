@@ -477,6 +477,8 @@ class ProxyPypi:
             "cached_pages": pages,
             "metadata_ttl": self.config.metadata_ttl,
             "negative_ttl": self.config.negative_ttl,
+            "timeout": self.config.timeout,
+            "connections": self.config.connections,  # None: no cap
         }
 
     def invalidate(self, project: str | None = None) -> int:

@@ -432,6 +432,83 @@ def test_proxy_fetch_gate_denies(tmp_path: Path, upstream: Upstream) -> None:
         app.close()
 
 
+def test_a_reload_keeps_unchanged_repositories_and_their_downloads_in_flight(tmp_path: Path,
+                                                                            upstream: Upstream) -> None:
+    """A configuration change elsewhere (here ``repo create``) must not make a second upstream fetch
+    of a file already being fetched, nor drop the proxy's connection pool; a changed proxy is
+    rebuilt and its old pool closed; a changed ``[plugins]`` section rebuilds every repository."""
+    from dataclasses import replace
+
+    entered, release = threading.Event(), threading.Event()
+    gate_calls: list[str] = []
+
+    class Hold:
+        @hookimpl
+        def artifactd_check_proxy_fetch(self, repository: str, project: str, version: str, filename: str,
+                                        metadata: dict[str, Any]) -> None:
+            gate_calls.append(filename)
+            entered.set()
+            release.wait(30)
+
+    art = upstream.add(make_wheel(tmp_path / "w", "slowdep", "1.0", payload=os.urandom(2**20)))
+    app = App(tmp_path / "reload", plugins=[Hold()])
+    add_proxy(app, upstream.url, group=None)
+    httpd, thread = serve_in_thread(app)
+    try:
+        s = Server(app, httpd)
+        url = file_url(s, "remote", "slowdep", art.filename)
+        proxy = app.repository("remote")
+        assert isinstance(proxy, ProxyPypi)
+        results: list[tuple[int, str]] = []
+
+        def fetch() -> None:
+            status, _, body = get(url)
+            results.append((status, hashlib.sha256(body).hexdigest()))
+
+        first = threading.Thread(target=fetch)
+        first.start()
+        assert entered.wait(30)  # the first download is under way (held in the gate)
+        service.create_repository(app, "elsewhere", "hosted")
+        assert app.repository("remote") is proxy
+        second = threading.Thread(target=fetch)
+        second.start()
+        time.sleep(0.3)  # time for the second request to reach the proxy before the first finishes
+        release.set()
+        for t in (first, second):
+            t.join(60)
+        assert results == [(200, art.sha256)] * 2
+        assert gate_calls == [art.filename] and upstream.counter.count == {art.filename: 1}
+
+        # The same through the file watcher's path: an edit that leaves [repositories.remote] alone.
+        toml = app.layout.config
+        time.sleep(0.01)
+        toml.write_text(toml.read_text() + "\n[repositories.edited]\ntype = \"hosted\"\n")
+        os.utime(toml, ns=(time.time_ns(), time.time_ns() + 10**9))
+        assert app.reload_if_changed() and app.config.repo("edited") is not None
+        assert app.repository("remote") is proxy
+
+        # Changed: a new object with the new setting; the old one's idle upstream connections closed.
+        pool = proxy.client.pool
+        assert len(pool.pools) == 1
+        cfg = app.config.repo("remote")
+        assert cfg is not None
+        app.set_config(app.config.with_repo(replace(cfg, timeout=7.0)))
+        rebuilt = app.repository("remote")
+        assert rebuilt is not proxy and rebuilt.config.timeout == 7.0 and len(pool.pools) == 0
+        assert get(url)[0] == 200  # served from the store by the new object
+
+        # A plugin's settings may shape how a repository is built: a [plugins] change rebuilds all.
+        hosted = app.repository("pypi-local")
+        app.set_config(replace(app.config, plugins={**app.config.plugins, "example": {"on": True}}))
+        assert app.repository("remote") is not rebuilt and app.repository("pypi-local") is not hosted
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+        app.close()
+
+
 def test_redirects_and_credentials(tmp_path: Path, upstream: Upstream) -> None:
     """Credentials go to the configured origin only; file: redirects are refused; at most 5 hops."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

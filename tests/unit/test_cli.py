@@ -61,6 +61,28 @@ def test_repo_create_errors_are_one_line(tmp_path: Path) -> None:
     assert "invalid repository name" in out
 
 
+def test_proxy_create_takes_connections_and_timeout_and_show_lists_them(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    invoke(data, "init")
+    url = "http://127.0.0.1:9/simple/"  # never contacted: repo show reads the health from disk
+    invoke(data, "repo", "create", "up", "--type", "proxy", "--url", url, "--connections", "4", "--timeout", "1m")
+    show = json.loads(invoke(data, "repo", "show", "up", "--json"))
+    assert show["connections"] == 4 and show["timeout"] == 60.0 and show["health"] == "unknown"
+    text = (data / "artifactd.toml").read_text()
+    assert "connections = 4" in text and 'timeout = "1m"' in text
+    invoke(data, "repo", "create", "plain", "--type", "proxy", "--url", url)
+    show = json.loads(invoke(data, "repo", "show", "plain", "--json"))
+    assert show["connections"] is None and show["timeout"] == 30.0
+    assert "connections: None" in invoke(data, "repo", "show", "plain")
+    out = invoke(data, "repo", "create", "bad", "--type", "proxy", "--url", url, "--connections", "0", code=1)
+    assert "connections must be between 1 and 256" in out
+    out = invoke(data, "repo", "create", "h", "--type", "hosted", "--connections", "2", code=1)
+    assert "only PyPI proxy repositories take connections" in out
+    out = invoke(data, "repo", "create", "t", "--type", "proxy", "--url", url, "--timeout", "soon", code=1)
+    assert "--timeout" in out
+    assert {"bad", "h", "t"}.isdisjoint(r["name"] for r in json.loads(invoke(data, "repo", "list", "--json")))
+
+
 def test_group_cycle_refused(tmp_path: Path) -> None:
     data = tmp_path / "d"
     invoke(data, "init")
