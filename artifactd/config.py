@@ -91,13 +91,13 @@ class RepoConfig:
     username: str | None = None
     password: str | None = None
     allow_overwrite: bool | None = None  # generic hosted: PUT over a path with new bytes (None: allowed)
+    upload_expiry: float = 86400.0  # docker: chunked upload sessions idle longer than this are purged
+    writable_member: str | None = None  # docker group: the member that receives pushes
 
     @property
     def overwrite_allowed(self) -> bool:
         """Generic repositories replace a path's file on PUT unless ``allow-overwrite = false``."""
         return self.format == "generic" and self.allow_overwrite is not False
-    upload_expiry: float = 86400.0  # docker: chunked upload sessions idle longer than this are purged
-    writable_member: str | None = None  # docker group: the member that receives pushes
 
     def to_toml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "format": self.format}

@@ -663,13 +663,9 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         segs = _segments(split_matrix(urlsplit(self.path).path)[0])
         if segs[:2] == ["api", "v1"]:
             return self._api(_segments(self.path)[2:])
-        name, path, props = self._generic_target()
+        name, path, props, principal = self._generic_write(
+            "write", "repository {name!r} takes uploads by POST (legacy upload API), not PUT")
         app = self.server.app
-        repo: Any = app.repository(name)
-        if repo.config.format != "generic":
-            raise MethodNotAllowed(f"repository {name!r} takes uploads by POST (legacy upload API), not PUT")
-        repo.writable()
-        principal = self.require("write", name)
         if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length") is None:
             self.close_connection = True
             raise LengthRequired("PUT needs a Content-Length (chunked uploads are not accepted)")
@@ -710,16 +706,24 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         segs = _segments(self.path)
         if segs[:2] == ["api", "v1"]:
             return self._api(segs[2:])
-        name, path, _ = self._generic_target()
-        app = self.server.app
-        repo: Any = app.repository(name)
-        if repo.config.format != "generic":
-            raise MethodNotAllowed(f"DELETE is not supported in {repo.config.format} repository {name!r}")
-        repo.writable()
-        principal = self.require("delete", name)
-        deleted = generic_service.delete_path(app, name, path, principal=principal, address=self.client_address[0])
+        name, path, _, principal = self._generic_write(
+            "delete", "DELETE is not supported in {format} repository {name!r}")
+        deleted = generic_service.delete_path(self.server.app, name, path, principal=principal,
+                                              address=self.client_address[0])
         self._json(200, {"repo": name, "deleted": [{"path": a.path, "sha256": a.sha256, "size": a.size}
                                                    for a in deleted]})
+
+    def _generic_write(self, action: str, refusal: str) -> tuple[str, str, dict[str, list[str]], Principal]:
+        """A PUT or DELETE target: a writable generic repository the caller may ``action`` in.
+
+        ``refusal`` (formatted with ``name`` and ``format``) is the 405 for other formats.
+        """
+        name, path, props = self._generic_target()
+        repo: Any = self.server.app.repository(name)
+        if repo.config.format != "generic":
+            raise MethodNotAllowed(refusal.format(name=name, format=repo.config.format))
+        repo.writable()
+        return name, path, props, self.require(action, name)
 
 
 def _is_oci_path(path: str) -> bool:

@@ -197,9 +197,15 @@ def test_bad_paths_are_refused(gserver: Server, path: str) -> None:
     assert gserver.app.db.artifacts(REPO) == []
 
 
-def test_put_to_group_or_pypi_repo_is_refused(gserver: Server) -> None:
-    assert call(gserver, "PUT", "/repository/ml-models/x.bin", b"abc", bearer(gserver))[0] == 405
-    assert call(gserver, "PUT", "/repository/pypi-local/x.bin", b"abc", bearer(gserver))[0] == 405
+def test_put_or_delete_in_a_group_or_pypi_repo_is_refused(gserver: Server) -> None:
+    st, _, body = call(gserver, "PUT", "/repository/ml-models/x.bin", b"abc", bearer(gserver))
+    assert st == 405 and b"group" in body
+    st, _, body = call(gserver, "PUT", "/repository/pypi-local/x.bin", b"abc", bearer(gserver))
+    assert st == 405 and b"takes uploads by POST" in body
+    st, _, body = call(gserver, "DELETE", "/repository/pypi-local/x.bin", None, bearer(gserver))
+    assert st == 405 and b"DELETE is not supported in pypi repository 'pypi-local'" in body
+    st, _, body = call(gserver, "DELETE", "/repository/ml-models/x.bin", None, bearer(gserver))
+    assert st == 405 and b"group" in body
 
 
 # --- GET / HEAD / Range / folders / DELETE -------------------------------------------------------
