@@ -121,43 +121,29 @@ class App:
                 save_config(cfg, self.layout.config)
                 self._config_mtime = self._mtime()
             self._config = cfg
-            self._repos, retired = self._carry_over(old, cfg)
+            self._repos = self._carry_over(old, cfg)
             for listener in list(self.config_listeners):
                 try:
                     listener(cfg)
                 except Exception:
                     log.exception("configuration listener failed")
-        self._close_repositories(retired)
 
-    @staticmethod
-    def _close_repositories(repos: Sequence[Repository]) -> None:
-        for repo in repos:
-            close = getattr(repo, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("repository %s: closing failed", repo.name)
-
-    def _carry_over(self, old: Config, new: Config) -> tuple[dict[str, Repository], list[Repository]]:
-        """Split the built repositories into those the new configuration keeps and those it retires.
+    def _carry_over(self, old: Config, new: Config) -> dict[str, Repository]:
+        """The built repositories the new configuration keeps.
 
         A repository whose definition is unchanged keeps its object across any other change (a
         ``repo create`` elsewhere, a new cleanup policy): a proxy keeps its upstream connection pool
         and its downloads in flight, so a request arriving during a reload joins the running fetch
         instead of starting a second one. A changed ``[plugins]`` section rebuilds every
         repository, since a plugin may read its settings when it builds one (upstream credentials).
-        Retired proxies close their idle upstream connections; requests still running on them finish.
+
+        A retired repository is not closed: requests that hold it (a proxy's, waiting for one of its
+        upstream connections, say) run to the end on it, and it goes, with its connections, when the
+        last of them does.
         """
-        kept: dict[str, Repository] = {}
-        retired: list[Repository] = []
-        same_plugins = new.plugins == old.plugins
-        for name, repo in self._repos.items():
-            if same_plugins and new.repo(name) == repo.config:
-                kept[name] = repo
-            else:
-                retired.append(repo)
-        return kept, retired
+        if new.plugins != old.plugins:
+            return {}
+        return {name: repo for name, repo in self._repos.items() if new.repo(name) == repo.config}
 
     # --- repositories -----------------------------------------------------------
     def repository(self, name: str) -> Repository:
@@ -260,5 +246,11 @@ class App:
     def close(self) -> None:
         with self._lock:
             repos, self._repos = list(self._repos.values()), {}
-        self._close_repositories(repos)
+        for repo in repos:
+            close = getattr(repo, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("repository %s: closing failed", repo.name)
         self.db.close()

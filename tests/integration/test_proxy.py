@@ -436,7 +436,7 @@ def test_a_reload_keeps_unchanged_repositories_and_their_downloads_in_flight(tmp
                                                                             upstream: Upstream) -> None:
     """A configuration change elsewhere (here ``repo create``) must not make a second upstream fetch
     of a file already being fetched, nor drop the proxy's connection pool; a changed proxy is
-    rebuilt and its old pool closed; a changed ``[plugins]`` section rebuilds every repository."""
+    rebuilt; a changed ``[plugins]`` section rebuilds every repository."""
     from dataclasses import replace
 
     entered, release = threading.Event(), threading.Event()
@@ -487,14 +487,12 @@ def test_a_reload_keeps_unchanged_repositories_and_their_downloads_in_flight(tmp
         assert app.reload_if_changed() and app.config.repo("edited") is not None
         assert app.repository("remote") is proxy
 
-        # Changed: a new object with the new setting; the old one's idle upstream connections closed.
-        pool = proxy.client.pool
-        assert len(pool.pools) == 1
+        # Changed: a new object with the new setting.
         cfg = app.config.repo("remote")
         assert cfg is not None
         app.set_config(app.config.with_repo(replace(cfg, timeout=7.0)))
         rebuilt = app.repository("remote")
-        assert rebuilt is not proxy and rebuilt.config.timeout == 7.0 and len(pool.pools) == 0
+        assert rebuilt is not proxy and rebuilt.config.timeout == 7.0
         assert get(url)[0] == 200  # served from the store by the new object
 
         # A plugin's settings may shape how a repository is built: a [plugins] change rebuilds all.
@@ -645,6 +643,76 @@ def test_upstream_connections_are_bounded(tmp_path: Path) -> None:
     finally:
         slow.shutdown()
         slow.server_close()
+
+
+def test_requests_queued_on_a_proxy_whose_settings_change_still_finish(tmp_path: Path) -> None:
+    """``connections = 1``: one request holds the upstream connection, a second waits for it; the
+    proxy's settings change meanwhile. Both finish on the old proxy object, the waiting one as soon
+    as the connection comes back (not after its timeout), and the next request uses the new one."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    held, go = threading.Event(), threading.Event()
+
+    class Upstream_(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            name = self.path.rstrip("/").rsplit("/", 1)[-1]
+            if name == "first":
+                held.set()
+                go.wait(30)
+            body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", JSON)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    up = ThreadingHTTPServer(("127.0.0.1", 0), Upstream_)
+    threading.Thread(target=up.serve_forever, daemon=True).start()
+    app = App(tmp_path / "queued")
+    try:
+        add_proxy(app, f"http://127.0.0.1:{up.server_address[1]}/simple/", group=None, connections=1,
+                  timeout=5.0)
+        httpd, thread = serve_in_thread(app)
+        try:
+            old = app.repository("remote")
+            results: dict[str, int] = {}
+
+            def ask(project: str) -> None:
+                results[project] = get(f"{httpd.url}/repository/remote/simple/{project}/")[0]
+
+            first = threading.Thread(target=ask, args=("first",))
+            first.start()
+            assert held.wait(30)  # the one upstream connection is in use
+            second = threading.Thread(target=ask, args=("second",))
+            second.start()
+            time.sleep(0.3)  # the second request is now waiting for that connection
+            from dataclasses import replace
+
+            cfg = app.config.repo("remote")
+            assert cfg is not None
+            app.set_config(app.config.with_repo(replace(cfg, negative_ttl=60.0)))
+            started = time.monotonic()
+            go.set()
+            for t in (first, second):
+                t.join(30)
+            assert results == {"first": 200, "second": 200}
+            assert time.monotonic() - started < 3  # not the 5 s timeout of a request stuck in a closed pool
+            assert app.repository("remote") is not old
+            assert get(f"{httpd.url}/repository/remote/simple/third/")[0] == 200
+        finally:
+            go.set()
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(timeout=5)
+    finally:
+        app.close()
+        up.shutdown()
+        up.server_close()
 
 
 def test_upstream_busy_is_a_timeout_not_a_hang(upstream: Upstream, tmp_path: Path) -> None:
