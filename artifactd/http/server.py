@@ -165,7 +165,7 @@ class ArtifactServer(ThreadingHTTPServer):
         self.request_timeout = timeout if timeout is not None else cfg.request_timeout
         self._last_reload_check = 0.0
         self.page_gate = FifoGate(1)
-        self._local_only: dict[tuple[int, str], bool] = {}
+        self._local_only: dict[str, tuple[Any, bool]] = {}
         self.login_throttle = LoginThrottle()
         self.head_deadlines = HeadDeadlines(self.request_timeout)
         super().__init__(address, Handler)
@@ -181,14 +181,18 @@ class ArtifactServer(ThreadingHTTPServer):
 
     def local_only(self, name: str) -> bool:
         """True for a hosted repository, or a group of only such (no upstream, no waiting)."""
+        # Remembered with the configuration it was worked out for, compared by identity: keyed
+        # by id(cfg), an answer could outlive its configuration and be read for a later one
+        # allocated at the same address.
         cfg = self.app.config
-        key = (id(cfg), name)
-        hit = self._local_only.get(key)
-        if hit is None:
-            hit = self._local_only[key] = _local_only(cfg, name, ())
-            if len(self._local_only) > 4096:
-                self._local_only.clear()
-        return hit
+        hit = self._local_only.get(name)
+        if hit is not None and hit[0] is cfg:
+            return hit[1]
+        answer = _local_only(cfg, name, ())
+        if len(self._local_only) > 4096:  # names of repositories that do not exist, say
+            self._local_only.clear()
+        self._local_only[name] = (cfg, answer)
+        return answer
 
     def maybe_reload(self) -> None:
         now = time.monotonic()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import random
 import threading
 import time
+from pathlib import Path
 
 from artifactd.config import default_config, make_repo
 from artifactd.fifo import FifoGate
@@ -50,3 +52,29 @@ def test_only_hosted_and_groups_of_hosted_are_gated() -> None:
     assert _local_only(cfg, "pypi-local", ()) and _local_only(cfg, "pypi", ())
     assert not _local_only(cfg, "remote", ()) and not _local_only(cfg, "all", ())
     assert not _local_only(cfg, "missing", ())
+
+
+def test_the_servers_answer_follows_each_configuration(tmp_path: Path) -> None:
+    """Remembered per configuration object: a group that gains a proxy member is no longer gated,
+    and loses the gate's answer again when the proxy leaves (many configurations in a row, so a
+    cache keyed by ``id(cfg)`` would sooner or later read a dead configuration's answer)."""
+    from dataclasses import replace
+
+    from artifactd.app import App
+    from artifactd.http.server import make_server
+
+    app = App(tmp_path / "d")
+    server = make_server(app, "127.0.0.1", 0)
+    try:
+        app.set_config(app.config.with_repo(
+            make_repo(name="remote", type="proxy", format="pypi", url="http://127.0.0.1:9/simple/")))
+        with_proxy = random.Random(7)
+        for _ in range(100):
+            group = app.config.repo("pypi")
+            assert group is not None
+            assert server.local_only("pypi") is (group.members == ("pypi-local",))
+            members = ("pypi-local", "remote") if with_proxy.random() < 0.5 else ("pypi-local",)
+            app.set_config(app.config.with_repo(replace(group, members=members)), save=False)
+    finally:
+        server.server_close()
+        app.close()
