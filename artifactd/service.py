@@ -34,6 +34,7 @@ from artifactd.store.db import AuditEntry, NewArtifact
 
 if TYPE_CHECKING:
     from artifactd.app import App
+    from artifactd.store.blobs import BlobWriter
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +174,19 @@ def upload_file(app: "App", repo: str, path: Path, principal: Principal = SYSTEM
 def receive_legacy_upload(app: "App", repo: str, rfile: BinaryIO, headers: Any, principal: Principal,
                           address: str | None = None) -> UploadResult:
     """The legacy upload API (twine, uv publish, poetry, pdm): stream the form, then commit."""
-    from artifactd.formats.pypi.multipart import read_upload_form
+    from artifactd.formats.pypi.multipart import UploadForm, read_upload_form
 
     hosted_repo(app, repo)
     limit = max_upload(app, repo)
-    # Only sha256 streams; the md5/blake2 digests a client sent are checked from the received file
-    # (BlobWriter.verify), so none is computed that was not sent (twine ≥ 6.2 sends no md5).
-    form = read_upload_form(rfile, headers, lambda: app.blobs.writer(max_size=limit),
-                            max_body=limit + 64 * 2**20)
+    # sha256 always streams, and so does each other digest the client sent before the file (twine
+    # and uv send them first): hashed while the bytes arrive, in the gaps between reads, not after
+    # the upload while the client waits. A digest sent after the file is checked from the received
+    # file (BlobWriter.verify); none is computed that was not sent (twine ≥ 6.2 sends no md5).
+    def open_writer(so_far: UploadForm) -> BlobWriter:
+        announced = [algo for algo, field in _FORM_DIGESTS if so_far.get(field)]
+        return app.blobs.writer(max_size=limit, extra_digests=announced)
+
+    form = read_upload_form(rfile, headers, open_writer, max_body=limit + 64 * 2**20)
     writer = form.writer
     try:
         action = form.get(":action")
@@ -192,16 +198,17 @@ def receive_legacy_upload(app: "App", repo: str, rfile: BinaryIO, headers: Any, 
             raise BadRequest(f"unsupported :action {action!r}")
         if writer is None or not form.filename:
             raise BadRequest("missing 'content' file part")
-        digests = {
-            "sha256": form.get("sha256_digest") or "",
-            "md5": form.get("md5_digest") or "",
-            "blake2_256": form.get("blake2_256_digest") or "",
-        }
+        digests = {"sha256": form.get("sha256_digest") or ""}
+        digests.update((algo, form.get(field) or "") for algo, field in _FORM_DIGESTS)
         return commit_pypi_upload(app, repo, writer, form.filename, principal=principal, digests=digests,
                                   form_fields=form.fields, address=address)
     finally:
         if writer is not None and writer.blob is None:
             writer.abort()
+
+
+_FORM_DIGESTS = (("md5", "md5_digest"), ("blake2_256", "blake2_256_digest"))
+"""The upload API's digests besides sha256: (BlobWriter algorithm, form field)."""
 
 
 class _NoOp(Exception):

@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -226,8 +227,8 @@ def test_14_wrong_md5_or_blake2(server: Server, wheel: tuple[str, bytes], field:
 
 @pytest.mark.parametrize("field", ["md5_digest", "blake2_256_digest"])
 def test_14c_digests_after_the_file_are_checked_too(server: Server, wheel: tuple[str, bytes], field: str) -> None:
-    """Only sha256 is hashed while the file streams in; other digests are checked from the received
-    file, so a client that sends them after the file part is held to them as well."""
+    """Digests sent before the file are hashed while it streams in; one sent after the file part is
+    checked from the received file, so such a client is held to it as well."""
     filename, data = wheel
     right = {"md5_digest": hashlib.md5(data).hexdigest(),
              "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest()}[field]
@@ -244,6 +245,32 @@ def test_14c_digests_after_the_file_are_checked_too(server: Server, wheel: tuple
     assert_nothing_stored(server)
     status, _, _, _ = post(server, *after(right))
     assert status == 200
+    assert [a.filename for a in server.app.db.artifacts("pypi-local")] == [filename]
+
+
+@pytest.mark.parametrize("field", ["md5_digest", "blake2_256_digest"])
+def test_14d_digests_sent_before_the_file_are_hashed_as_it_arrives(server: Server, wheel: tuple[str, bytes],
+                                                                   field: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """twine and uv send their digests before the file: those are hashed while the bytes stream in,
+    not by reading the file again after the upload while the client waits for the answer."""
+    from artifactd.store import blobs
+
+    rereads: list[str] = []
+    real = blobs.hashlib.file_digest
+
+    def spy(fh: Any, digest: Any) -> Any:
+        rereads.append(str(digest))
+        return real(fh, digest)
+
+    monkeypatch.setattr(blobs.hashlib, "file_digest", spy)
+    filename, data = wheel
+    right = {"md5_digest": hashlib.md5(data).hexdigest(),
+             "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest()}[field]
+    status, reason, _, _ = upload(server, *wheel, **{field: "f" * len(right)})
+    assert status == 400 and "digest mismatch" in reason
+    assert_nothing_stored(server)
+    status, _, _, _ = upload(server, *wheel, **{field: right})
+    assert status == 200 and rereads == []
     assert [a.filename for a in server.app.db.artifacts("pypi-local")] == [filename]
 
 

@@ -39,8 +39,8 @@ class Store:
         self.blobs = BlobStore(self.layout)
         self.opened: list[BlobWriter] = []
 
-    def open_writer(self, max_size: int | None = None) -> Callable[[], BlobWriter]:
-        def factory() -> BlobWriter:
+    def open_writer(self, max_size: int | None = None) -> Callable[[UploadForm], BlobWriter]:
+        def factory(form_so_far: UploadForm) -> BlobWriter:
             writer = self.blobs.writer(max_size=max_size, extra_digests=("md5", "blake2_256"))
             self.opened.append(writer)
             return writer
@@ -228,6 +228,25 @@ def test_plain_dict_headers_are_looked_up_case_insensitively(store: Store) -> No
         max_body=MiB,
     )
     assert form.writer is not None and form.writer.size == 3
+    form.writer.abort()
+
+
+def test_open_writer_is_given_the_fields_sent_before_the_file(store: Store) -> None:
+    """So the caller can hash the digests a client announced while the file streams in."""
+    seen: list[dict[str, list[str]]] = []
+
+    def opener(form_so_far: UploadForm) -> BlobWriter:
+        seen.append({k: list(v) for k, v in form_so_far.fields.items()})
+        return store.blobs.writer()
+
+    fields = [("name", "x"), ("blake2_256_digest", "ab" * 32)]
+    encoder = MultipartEncoder([*fields, ("content", (FILENAME, b"abc", "application/octet-stream")),
+                                ("comment", "after the file")])
+    body = encoder.to_string()
+    form = read_upload_form(io.BytesIO(body), parse_headers(encoder.content_type, len(body)), opener, max_body=MiB)
+    assert seen == [{"name": ["x"], "blake2_256_digest": ["ab" * 32]}]
+    assert form.get("comment") == "after the file"
+    assert form.writer is not None
     form.writer.abort()
 
 
@@ -427,7 +446,7 @@ def test_malformed_multipart_is_400(store: Store) -> None:
 def test_exception_from_open_writer_propagates(store: Store) -> None:
     body, ctype = twine_body(TWINE_FIELDS)
 
-    def failing() -> BlobWriter:
+    def failing(form_so_far: UploadForm) -> BlobWriter:
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):

@@ -89,7 +89,7 @@ class UploadForm:
 def read_upload_form(
     rfile: BinaryIO,
     headers: HeaderSource,
-    open_writer: Callable[[], BlobWriter],
+    open_writer: Callable[["UploadForm"], BlobWriter],
     *,
     max_body: int,
     max_fields_bytes: int = 16 * 2**20,
@@ -106,7 +106,8 @@ def read_upload_form(
     * ``Content-Type`` not ``multipart/form-data`` with a usable boundary → :class:`BadRequest`.
 
     Then reads exactly ``Content-Length`` bytes, ``chunk`` bytes at a time. The ``content``
-    part streams into ``open_writer()`` (called once, when that part's headers end); its
+    part streams into ``open_writer(form)`` (called once, when that part's headers end, with the
+    form as read so far: the fields sent before the file, such as its digests); its
     own errors (``PayloadTooLarge`` for its size cap, ``InsufficientStorage``) propagate.
     Other parts are decoded as UTF-8 (a non-UTF-8 field → :class:`BadRequest`) and their
     names plus values may total at most ``max_fields_bytes`` (→ :class:`PayloadTooLarge`).
@@ -345,7 +346,7 @@ def _ext_filename(value: str) -> str:
 class _FormReader:
     """Parser callbacks: route each part to the blob writer or the text fields."""
 
-    def __init__(self, open_writer: Callable[[], BlobWriter], max_fields_bytes: int) -> None:
+    def __init__(self, open_writer: Callable[[UploadForm], BlobWriter], max_fields_bytes: int) -> None:
         self.form = UploadForm()
         self.ended = False
         self._open_writer = open_writer
@@ -417,7 +418,7 @@ class _FormReader:
             if filename is None:
                 raise BadRequest("the 'content' part has no filename")
             self.form.filename = filename
-            self.form.writer = self._open_writer()
+            self.form.writer = self._open_writer(self.form)
             self._kind = "content"
         else:
             self._charge(len(name.encode("utf-8")), name, optional=False)
