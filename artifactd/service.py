@@ -171,6 +171,10 @@ def upload_file(app: "App", repo: str, path: Path, principal: Principal = SYSTEM
         return commit_pypi_upload(app, repo, w, filename, principal=principal)
 
 
+_FORM_DIGESTS = (("md5", "md5_digest"), ("blake2_256", "blake2_256_digest"))
+"""The upload API's digests besides sha256: (BlobWriter algorithm, form field)."""
+
+
 def receive_legacy_upload(app: "App", repo: str, rfile: BinaryIO, headers: Any, principal: Principal,
                           address: str | None = None) -> UploadResult:
     """The legacy upload API (twine, uv publish, poetry, pdm): stream the form, then commit."""
@@ -205,10 +209,6 @@ def receive_legacy_upload(app: "App", repo: str, rfile: BinaryIO, headers: Any, 
     finally:
         if writer is not None and writer.blob is None:
             writer.abort()
-
-
-_FORM_DIGESTS = (("md5", "md5_digest"), ("blake2_256", "blake2_256_digest"))
-"""The upload API's digests besides sha256: (BlobWriter algorithm, form field)."""
 
 
 class _NoOp(Exception):

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -165,6 +165,32 @@ def add_proxy(app: App, url: str, name: str = "remote", group: str | None = "pyp
         g = app.config.repo(group)
         assert g is not None
         app.set_config(app.config.with_repo(replace(g, members=g.members + (name,))))
+
+
+def empty_pages_upstream(before: Callable[[str], None]) -> Any:
+    """A threaded index on 127.0.0.1 that answers every project page (PEP 691 JSON, no files)
+    after calling ``before(project)``, which may count, delay or hold the request."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class EmptyPages(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            name = self.path.rstrip("/").rsplit("/", 1)[-1]
+            before(name)
+            body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", JSON)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EmptyPages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def pip_install(index: str, venv: Path, tmp_path: Path, *reqs: str) -> subprocess.CompletedProcess[str]:
@@ -582,35 +608,19 @@ def test_upstream_connections_are_bounded(tmp_path: Path) -> None:
     and a single-threaded upstream (pypiserver on wsgiref, listen backlog 5) dropped the
     excess: each drop cost the client a 1 s SYN retransmit.
     """
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     lock = threading.Lock()
     now = {"in": 0, "max": 0, "served": 0}
 
-    class Slow(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def slowly(project: str) -> None:
+        with lock:
+            now["in"] += 1
+            now["max"] = max(now["max"], now["in"])
+        time.sleep(0.15)
+        with lock:
+            now["in"] -= 1
+            now["served"] += 1
 
-        def do_GET(self) -> None:
-            with lock:
-                now["in"] += 1
-                now["max"] = max(now["max"], now["in"])
-            time.sleep(0.15)
-            name = self.path.rstrip("/").rsplit("/", 1)[-1]
-            body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": []}).encode()
-            with lock:
-                now["in"] -= 1
-                now["served"] += 1
-            self.send_response(200)
-            self.send_header("Content-Type", JSON)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    slow = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    slow = empty_pages_upstream(slowly)
     try:
         app = App(tmp_path / "bounded")
         add_proxy(app, f"http://127.0.0.1:{slow.server_address[1]}/simple/", group=None, connections=2)
@@ -649,30 +659,14 @@ def test_requests_queued_on_a_proxy_whose_settings_change_still_finish(tmp_path:
     """``connections = 1``: one request holds the upstream connection, a second waits for it; the
     proxy's settings change meanwhile. Both finish on the old proxy object, the waiting one as soon
     as the connection comes back (not after its timeout), and the next request uses the new one."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     held, go = threading.Event(), threading.Event()
 
-    class Upstream_(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def hold_the_first(project: str) -> None:
+        if project == "first":
+            held.set()
+            go.wait(30)
 
-        def do_GET(self) -> None:
-            name = self.path.rstrip("/").rsplit("/", 1)[-1]
-            if name == "first":
-                held.set()
-                go.wait(30)
-            body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": []}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", JSON)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    up = ThreadingHTTPServer(("127.0.0.1", 0), Upstream_)
-    threading.Thread(target=up.serve_forever, daemon=True).start()
+    up = empty_pages_upstream(hold_the_first)
     app = App(tmp_path / "queued")
     try:
         add_proxy(app, f"http://127.0.0.1:{up.server_address[1]}/simple/", group=None, connections=1,
