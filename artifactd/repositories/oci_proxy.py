@@ -45,7 +45,7 @@ class ProxyOci(OciReadMixin):
             creds = (config.username, config.password or "")
         else:
             creds = app.hooks.upstream_auth(config.url)
-        self.upstream = Upstream(config.url, config.timeout, creds)
+        self.upstream = Upstream(config.url, config.timeout, creds, before_request=app.db.set_aside)
 
     def writable(self) -> None:
         return None

@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
@@ -36,8 +36,10 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 class Upstream:
-    def __init__(self, url: str, timeout: float, credentials: tuple[str, str] | None) -> None:
+    def __init__(self, url: str, timeout: float, credentials: tuple[str, str] | None,
+                 before_request: Callable[[], object] | None = None) -> None:
         parts = urlsplit(url)
+        self.before_request = before_request  # e.g. hand back the database connection while waiting
         self.base = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self.prefix = parts.path.strip("/")  # a path in the URL is a namespace prefix of every image name
         self.credentials = credentials
@@ -60,6 +62,8 @@ class Upstream:
     def request(self, method: str, path: str, scope: str, headers: dict[str, str] | None = None,
                 stream: bool = False) -> Any:
         """``path`` starts with /v2/. Returns the urllib3 response (any status but 401)."""
+        if self.before_request is not None:
+            self.before_request()
         hdrs = dict(headers or {})
         with self._lock:
             tok = self._tokens.get(scope)

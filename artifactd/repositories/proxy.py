@@ -162,7 +162,7 @@ class ProxyPypi:
                     self._client = UpstreamClient(
                         self.config.url, timeout=self.config.timeout, username=self.config.username,
                         password=self.config.password, auth_provider=self.app.hooks.upstream_auth,
-                        connections=self.config.connections)
+                        connections=self.config.connections, before_request=self.app.db.set_aside)
         return self._client
 
     # --- state -------------------------------------------------------------------------------
@@ -346,6 +346,7 @@ class ProxyPypi:
                 self._land(filename, flight, None)
                 return hit
             return UpstreamFetch(self, project, uf, flight), None
+        self.app.db.set_aside()  # the leader's download may take a while
         if not flight.done.wait(FLIGHT_WAIT):
             raise UpstreamTimeout(f"timed out waiting for the upstream download of {filename}")
         if flight.error is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,6 +249,8 @@ class MetadataStore:
         self._all: list[sqlite3.Connection] = []
         self._idle: list[sqlite3.Connection] = []  # released by finished requests, ready for the next
         self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)  # a connection came back, or one was closed
+        self._opening = 0  # connections being opened (counted against MAX_OPEN before they exist)
         self._writers = FifoGate(1)
         self._init_schema()
 
@@ -267,18 +270,46 @@ class MetadataStore:
         """This thread's connection: taken from the idle pool, or opened."""
         con = getattr(self._local, "con", None)
         if con is None:
-            with self._lock:
-                con = self._idle.pop() if self._idle else None
-            if con is None:
-                con = self._connect()
+            con = self._take()
             self._local.con = con
         return con
 
     #: Idle connections kept open for the next request. The server releases its connection after
-    #: every request, so the number of connections follows the requests that use the database at
-    #: the same moment (a few), not the open TCP connections (each connection holds ~0.4 MB of
-    #: schema, statement cache and page cache).
+    #: every request (and before long sends and upload bodies), so the number of connections
+    #: follows the requests that use the database at the same moment, not the open TCP connections.
     MAX_IDLE = 4
+    #: Connections open at once before a thread waits for one to come back. Each is ~0.2 MB of
+    #: schema, statement cache and page cache; uv's ~50 parallel downloads had 20-30 open. The cap
+    #: is soft: after MAX_WAIT seconds a thread opens one anyway, so no request ever waits on
+    #: another request that is itself waiting (a single-flight proxy fetch, a slow client).
+    MAX_OPEN = 8
+    MAX_WAIT = 0.25
+
+    def _take(self) -> sqlite3.Connection:
+        deadline = None
+        with self._lock:
+            while not self._idle and len(self._all) + self._opening >= self.MAX_OPEN:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.MAX_WAIT
+                elif now >= deadline:
+                    break
+                self._returned.wait(deadline - now)
+            if self._idle:
+                return self._idle.pop()
+            self._opening += 1
+        try:
+            return self._connect()
+        finally:
+            with self._lock:
+                self._opening -= 1
+
+    def set_aside(self) -> None:
+        """Before waiting on a client or an upstream: hand this thread's connection back (the next
+        use takes one again), unless a transaction is open on it."""
+        con = getattr(self._local, "con", None)
+        if con is not None and not con.in_transaction:
+            self.release_thread()
 
     def release_thread(self) -> None:
         """Hand this thread's connection back: to the idle pool, or closed when the pool is full."""
@@ -292,6 +323,7 @@ class MetadataStore:
             except sqlite3.Error:
                 pass
         with self._lock:
+            self._returned.notify()
             if len(self._idle) < self.MAX_IDLE and con in self._all:
                 self._idle.append(con)
                 return

@@ -733,3 +733,69 @@ def test_upstream_busy_is_a_timeout_not_a_hang(upstream: Upstream, tmp_path: Pat
     assert client.get_project("held").status == "ok"  # the connection is back
     client.close()
     assert art.filename == "held-1.0-py3-none-any.whl"
+
+
+def test_waiting_on_a_client_or_an_upstream_holds_no_database_connection(server: Server) -> None:
+    """A download the client stopped reading, an upload body that stopped arriving and a proxy
+    page whose upstream has not answered: none of them keeps a database connection. With the pool
+    capped at one connection and a fallback 30 s away, a page request is still answered at once."""
+    app = server.app
+    held, go = threading.Event(), threading.Event()
+
+    def hold(project: str) -> None:
+        held.set()
+        go.wait(30)
+
+    up = empty_pages_upstream(hold)
+    service.create_repository(app, "files", "hosted", "generic")
+    add_proxy(app, f"http://127.0.0.1:{up.server_address[1]}/simple/", group=None)
+    port = server.httpd.server_address[1]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("PUT", "/repository/files/big.bin", body=os.urandom(24 * 2**20),  # > the socket buffers
+              headers={"Authorization": server.basic})
+    assert c.getresponse().status == 201
+    c.close()
+
+    db = app.db
+    db.release_thread()
+    with db._lock:  # start from no idle connections: only what the requests below give back is free
+        for con in db._idle:
+            db._all.remove(con)
+            con.close()
+        db._idle.clear()
+    db.MAX_OPEN, db.MAX_WAIT = 1, 30.0
+    socks: list[socket.socket] = []
+
+    def raw(head: str, body: bytes = b"") -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(head.encode() + b"\r\n" + body)
+        socks.append(s)
+        return s
+
+    def answered_at_once() -> None:
+        started = time.monotonic()
+        assert get(f"{server.simple('pypi')}")[0] == 200
+        assert time.monotonic() - started < 5
+
+    proxy_page = threading.Thread(target=get, args=(f"{server.simple('remote')}slow/",))
+    try:
+        s = raw("GET /repository/files/big.bin HTTP/1.1\r\nHost: x\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")  # then stop reading: the send blocks
+        answered_at_once()
+        raw(f"PUT /repository/files/slow.bin HTTP/1.1\r\nHost: x\r\nAuthorization: {server.basic}\r\n"
+            "Content-Length: 1000000\r\n", b"x" * 1000)  # and the rest never comes
+        answered_at_once()
+        raw(f"POST /repository/pypi-local/ HTTP/1.1\r\nHost: x\r\nAuthorization: {server.basic}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n",
+            b'--b\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n')
+        answered_at_once()
+        proxy_page.start()
+        assert held.wait(30)  # the proxy's request is at the upstream, unanswered
+        answered_at_once()
+    finally:
+        go.set()
+        for s in socks:
+            s.close()
+        proxy_page.join(30)
+        up.shutdown()
+        up.server_close()

@@ -5,6 +5,7 @@ import http.client
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,67 @@ def test_connections_return_to_a_bounded_pool(app: App) -> None:
     assert len({id(c) for c in held}) == 8  # eight at once: eight connections
     assert len(db._idle) == db.MAX_IDLE  # afterwards only a few stay open
     assert len(db._all) == db.MAX_IDLE + (1 if getattr(db._local, "con", None) else 0)
+
+
+def test_open_connections_are_capped_and_the_next_thread_waits_for_one(app: App) -> None:
+    """Past MAX_OPEN a thread waits for a connection to come back instead of opening another
+    (uv's ~50 parallel downloads had 20-30 open, ~0.2 MB each), and takes the one released."""
+    db = app.db
+    db.release_thread()
+    db.MAX_OPEN, db.MAX_WAIT = 2, 30.0
+    holding, release = threading.Barrier(3), threading.Event()
+    held: list[object] = []
+
+    def hold() -> None:
+        held.append(db.con)
+        holding.wait()
+        release.wait(30)
+        db.release_thread()
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    for t in holders:
+        t.start()
+    holding.wait()
+    got: list[object] = []
+    third = threading.Thread(target=lambda: (got.append(db.con), db.release_thread()))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive() and not got  # two are open and in use: it waits
+    release.set()
+    third.join(10)
+    for t in holders:
+        t.join(10)
+    assert got and got[0] in held  # it got one of the two back
+    assert len(db._all) == 2
+
+
+def test_the_connection_cap_is_soft(app: App) -> None:
+    """A thread never waits on another forever: after MAX_WAIT it opens a connection anyway
+    (the holder may itself be waiting on this thread's work, as a single-flight fetch does)."""
+    db = app.db
+    db.MAX_OPEN, db.MAX_WAIT = 1, 0.2
+    mine = db.con  # held by this thread for the whole test
+    got: list[object] = []
+    t = threading.Thread(target=lambda: (got.append(db.con), db.release_thread()))
+    started = time.monotonic()
+    t.start()
+    t.join(10)
+    assert got and got[0] is not mine
+    assert 0.15 < time.monotonic() - started < 5
+
+
+def test_set_aside_returns_the_connection_but_never_an_open_transaction(app: App) -> None:
+    db = app.db
+    con = db.con
+    db.set_aside()
+    assert getattr(db._local, "con", None) is None and con in db._idle
+    con = db.con
+    con.execute("BEGIN")
+    db.set_aside()  # mid-transaction: kept, not rolled back
+    assert db._local.con is con and con.in_transaction
+    con.execute("ROLLBACK")
+    db.set_aside()
+    db.set_aside()  # nothing held: a no-op
 
 
 def test_failed_transaction_is_rolled_back_before_reuse(app: App) -> None:

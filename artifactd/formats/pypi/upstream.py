@@ -123,8 +123,11 @@ class UpstreamClient:
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, username: str | None = None,
                  password: str | None = None, auth_provider: Callable[[str], tuple[str, str] | None] | None = None,
-                 connections: int | None = None) -> None:
+                 connections: int | None = None, before_request: Callable[[], object] | None = None) -> None:
         url, u_user, u_pass = strip_userinfo(base_url)
+        # Called before each request goes out (the proxy hands back its database connection:
+        # nothing of the metadata store is held while the upstream answers).
+        self.before_request = before_request
         if not url.endswith("/"):
             url += "/"
         self.base_url = url
@@ -164,6 +167,8 @@ class UpstreamClient:
         With ``stream`` the body is left unread (the caller must ``release_conn()``).
         Raises UpstreamTimeout / UpstreamError for network failures.
         """
+        if self.before_request is not None:
+            self.before_request()
         for _ in range(MAX_REDIRECTS + 1):
             scheme = urlsplit(url).scheme.lower()
             if scheme not in ("http", "https"):
