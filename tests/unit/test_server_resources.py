@@ -216,3 +216,47 @@ def test_blob_writer_checks_digests_it_did_not_stream(app: App) -> None:
     with pytest.raises(ValueError, match="unknown digest"):
         app.blobs.writer(extra_digests=("crc32",))
     assert list(app.layout.tmp.iterdir()) == []
+
+
+def _hash_behind_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "hash-behind"]
+
+
+def test_large_files_hash_their_extra_digests_on_a_helper_thread(app: App) -> None:
+    """Past HASH_BEHIND_AFTER the md5/sha1/blake2 digests are hashed on a helper thread, in order,
+    from chunks that cannot change meanwhile (a memoryview of a reused buffer is copied); the
+    thread ends with the writer, committed or aborted."""
+    import hashlib
+    import os
+
+    from artifactd.errors import DigestMismatch
+    from artifactd.store.blobs import HASH_BEHIND_AFTER
+
+    data = os.urandom(3 * HASH_BEHIND_AFTER + 12345)
+    want = {"md5": hashlib.md5(data).hexdigest(), "sha1": hashlib.sha1(data).hexdigest(),
+            "blake2_256": hashlib.blake2b(data, digest_size=32).hexdigest(),
+            "sha256": hashlib.sha256(data).hexdigest()}
+    reused = bytearray(100_000)
+    with app.blobs.writer(extra_digests=("md5", "sha1", "blake2_256")) as w:
+        for i in range(0, len(data), len(reused)):
+            piece = data[i:i + len(reused)]
+            reused[:len(piece)] = piece
+            w.write(memoryview(reused)[:len(piece)] if i % 2 else bytes(piece))
+            reused[:] = b"\0" * len(reused)  # what a reused read buffer does before the next chunk
+        assert len(_hash_behind_threads()) == 1
+        assert w.hexdigests() == want
+        w.verify(want)
+        w.commit()
+    assert _hash_behind_threads() == []
+
+    with app.blobs.writer(extra_digests=("md5",)) as w:
+        w.write(data)
+        w.write(data)
+        with pytest.raises(DigestMismatch, match="md5 digest mismatch"):
+            w.verify({"md5": want["md5"]})
+    assert _hash_behind_threads() == []  # left without commit: aborted, the helper ended
+
+    with app.blobs.writer(extra_digests=("md5",)) as w:  # small files: no thread at all
+        w.write(b"x" * 1000)
+        assert _hash_behind_threads() == []
+    assert list(app.layout.tmp.iterdir()) == []
