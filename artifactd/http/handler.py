@@ -535,7 +535,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self.wfile.flush()
         # The file is open and the headers sent: hand the database connection back before a
         # send that lasts as long as the client reads (uv downloads ~50 files at once, and each
-        # connection held meanwhile is ~0.4 MB of SQLite caches).
+        # connection held meanwhile is ~0.2 MB of SQLite caches).
         self.server.app.db.set_aside()
         sent = self.connection.sendfile(fh, start, length)
         if sent != length:

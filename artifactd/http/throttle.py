@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Callable
 
-from artifactd.errors import TooManyRequests
+from artifactd.errors import TooManyRequests, Unauthorized
 
 if TYPE_CHECKING:
     from artifactd.app import App
@@ -84,7 +84,6 @@ class LoginThrottle:
 def claimed_user(header: str | None) -> str | None:
     """The user name an Authorization header claims (tokens: the token's hash prefix), never the secret."""
     from artifactd import auth
-    from artifactd.errors import Unauthorized
 
     try:
         parsed = auth.parse_authorization(header)
@@ -100,8 +99,6 @@ def claimed_user(header: str | None) -> str | None:
 
 def authenticate(app: "App", throttle: LoginThrottle | None, header: str | None, address: str | None) -> "Principal":
     """``app.authenticate`` behind the throttle: blocked → 429; wrong credential → counted, 401."""
-    from artifactd.errors import Unauthorized
-
     if throttle is None or not header:
         return app.authenticate(header)
     user = claimed_user(header)

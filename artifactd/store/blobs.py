@@ -64,8 +64,9 @@ class _HashBehind:
                     self._error = exc
 
     def feed(self, data: bytes | memoryview) -> None:
-        # The chunk is read later, on the helper thread: it must not change meanwhile.
-        if isinstance(data, memoryview) and not isinstance(data.obj, bytes):
+        # The chunk is read later, on the helper thread: it must not change meanwhile (bytes, or
+        # a view of bytes, cannot; a bytearray or a view of one is copied).
+        if not isinstance(data, bytes) and not (isinstance(data, memoryview) and isinstance(data.obj, bytes)):
             data = bytes(data)
         self._queue.put(data)
 
