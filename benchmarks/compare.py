@@ -826,16 +826,18 @@ children.
   imports on both sides; artifactd loads ~240 modules to pypiserver's ~210 (SQLite, pluggy and the
   plugin entry points, click, its configuration model). Measured side by side outside the
   harness the two are 5–10% apart; the harness's median has put artifactd between 1.09× and
-  0.69× of pypiserver over eight runs, on a machine whose start times drift between 0.10 and 0.15 s
+  0.69× of pypiserver over nine runs, on a machine whose start times drift between 0.10 and 0.15 s
   from minute to minute.
 - **peak RSS against pypiserver on wsgiref**: idle, the two are the same (~30 MB). artifactd
   grows by ~6 MB with its first uploads — validating metadata loads packaging's metadata and
   specifier parsers and the `email` policy (~2.6 MB), and the zip directories of wheels with
   thousands of members (botocore, pandas) leave freed memory in Python's allocator — and by a
-  few MB more while it serves 16–50 connections at once, a thread each. pypiserver on wsgiref
-  parses nothing it stores and serves one connection at a time.
-- **twine upload** (when near or below 1×; against pypiserver on waitress 1.00–1.26× over eight
-  runs): twine's own start-up and hashing dominate the ~1 s for every
+  few MB more while it serves 16–50 connections at once, a thread each (SQLite connections are
+  capped at 8 and handed back during sends). pypiserver on wsgiref parses nothing it stores and
+  serves one connection at a time.
+- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.32× over nine runs, 1.32×
+  in the ninth, the first with the digests twine announces hashed while the file streams in and
+  md5/blake2 on a second core): twine's own start-up and hashing dominate the ~1 s for every
   server, and twine sends one file at a time; artifactd's server-side time includes ~65 ms of
   fsync that RELIABILITY requires (8 per file) and pypiserver does not do.
 - **tail latencies**: on this shared 2-core machine p99 moves by ±50% from one run to the next
