@@ -3,12 +3,16 @@
 One command:
 
     .venv/bin/python benchmarks/bench_proxy.py [--repeat 3] [--no-peers] [--cache-dir DIR]
+                                               [--upstream pypiserver|artifactd]
 
 What it does (only loopback traffic once the one-time preparation is done):
 1. once: ``pip download`` a dependency set of 30+ real wheels (from the machine's configured
    indexes) into ``<cache>/wheels``; install devpi-server and proxpi into ``<cache>/venvs``;
 2. serves the wheels with pypiserver on waitress on 127.0.0.1 (the upstream of every proxy,
-   standing in for the public index: a server that takes many connections at once);
+   standing in for the public index: a server that takes many connections at once), or with
+   ``--upstream artifactd`` from a second artifactd's hosted repository, which like the public
+   index serves PEP 691 JSON and PEP 658 metadata (so a proxy can fetch a wheel's metadata
+   without the wheel);
 3. for each target — artifactd hosted (the wheels uploaded: the baseline), the artifactd group
    (empty hosted + proxy of the upstream), devpi-server's mirror, proxpi — and each client (pip,
    uv): ``--repeat`` fresh servers with one cold install each, and ``--repeat`` warm installs from
@@ -259,6 +263,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="warm installs per target and client (median)")
     ap.add_argument("--no-peers", action="store_true", help="artifactd only")
     ap.add_argument("--tools", default="pip,uv")
+    ap.add_argument("--upstream", choices=("pypiserver", "artifactd"), default="pypiserver",
+                    help="what serves the wheels to every proxy: pypiserver on waitress (no PEP 658 "
+                         "metadata) or an artifactd hosted repository (PEP 691 JSON and PEP 658, as the "
+                         "public index)")
     args = ap.parse_args()
     cache = args.cache_dir
     wheels = prepare_wheels(cache)
@@ -272,15 +280,22 @@ def main() -> None:
     # pypiserver on waitress. (A plain `pip install pypiserver` runs it on wsgiref, one connection at a
     # time with a listen backlog of 5; a proxy asking it 16 things at once has its excess SYNs dropped,
     # 1 s each. See docs/proxy.md, "connections".)
-    up_venv = prepare_venv(cache, "upstream-pypiserver", ["pypiserver", "waitress"])
-    up_bin = (up_venv / "bin" / "pypi-server") if up_venv else BIN / "pypi-server"
     root = Path(tempfile.mkdtemp(prefix="artifactd-bench-"))
-    up_port = free_port()
-    upstream = f"http://127.0.0.1:{up_port}/simple/"
-    up = Srv("pypiserver", [str(up_bin), "run", "-p", str(up_port), "-i", "127.0.0.1", "-a", ".",
-                            "-P", ".", "--disable-fallback", "--hash-algo", "sha256", "--server", "auto",
-                            str(wheels)],
-             upstream, upstream, root).start()
+    if args.upstream == "artifactd":
+        (root / "upstream").mkdir()
+        up = artifactd(root / "upstream", "", wheels, hosted=True)
+        up.name = "upstream-artifactd"
+        upstream = up.index
+        up.start()
+    else:
+        up_venv = prepare_venv(cache, "upstream-pypiserver", ["pypiserver", "waitress"])
+        up_bin = (up_venv / "bin" / "pypi-server") if up_venv else BIN / "pypi-server"
+        up_port = free_port()
+        upstream = f"http://127.0.0.1:{up_port}/simple/"
+        up = Srv("pypiserver", [str(up_bin), "run", "-p", str(up_port), "-i", "127.0.0.1", "-a", ".",
+                                "-P", ".", "--disable-fallback", "--hash-algo", "sha256", "--server", "auto",
+                                str(wheels)],
+                 upstream, upstream, root).start()
     targets: list[tuple[str, Callable[[Path], Srv]]] = [
         ("artifactd hosted", lambda w: artifactd(w, upstream, wheels, hosted=True)),
         ("artifactd group (proxy)", lambda w: artifactd(w, upstream, wheels, hosted=False)),
@@ -308,7 +323,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\n{len(reqs)} wheels ({sum(w.stat().st_size for w in wheels.glob('*.whl')) / 2**20:.1f} MiB) "
-          f"through each index; upstream pypiserver (waitress) on loopback; medians of {args.repeat}; seconds\n")
+          f"through each index; upstream {'artifactd (PEP 691 + PEP 658)' if args.upstream == 'artifactd' else 'pypiserver (waitress)'}"
+          f" on loopback; medians of {args.repeat}; seconds\n")
     head = f"{'target':<26}" + "".join(f"{t + ' cold':>10}{t + ' warm':>10}{t + ' warm/hosted':>16}" for t in tools)
     print(head)
     print("-" * len(head))
