@@ -405,8 +405,10 @@ class MetadataStore:
         Writers of this process queue in arrival order on an in-process gate before they ask
         SQLite for its write lock: SQLite's own busy handler polls with sleeps of up to 100 ms,
         which under many concurrent uploads made waits long and unfair. Other processes (the
-        CLI) still meet at SQLite's lock, with the busy timeout.
+        CLI) still meet at SQLite's lock, with the busy timeout. A writer holds no connection while
+        it waits its turn (many uploads at once must not use up the connection cap).
         """
+        self.set_aside()
         with self._writers:
             con = self.con
             try:

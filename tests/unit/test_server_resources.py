@@ -260,3 +260,43 @@ def test_large_files_hash_their_extra_digests_on_a_helper_thread(app: App) -> No
         w.write(b"x" * 1000)
         assert _hash_behind_threads() == []
     assert list(app.layout.tmp.iterdir()) == []
+
+
+def test_writers_waiting_their_turn_hold_no_connection(app: App) -> None:
+    """Uploads queue for the write lock one at a time; those waiting must not keep connections
+    (under many uploads at once they would use up the cap and every read would wait for it)."""
+    db = app.db
+    db.release_thread()
+    db.MAX_OPEN, db.MAX_WAIT = 2, 30.0
+    in_write, finish = threading.Event(), threading.Event()
+
+    def writer_holding_the_lock() -> None:
+        with db.write():
+            in_write.set()
+            finish.wait(30)
+        db.release_thread()
+
+    def second_writer() -> None:
+        db.con.execute("SELECT 1").fetchone()  # a read first, as an upload does
+        with db.write():
+            pass
+        db.release_thread()
+
+    first = threading.Thread(target=writer_holding_the_lock)
+    first.start()
+    assert in_write.wait(10)
+    second = threading.Thread(target=second_writer)
+    second.start()
+    time.sleep(0.2)  # the second writer is now queued behind the first
+    started = time.monotonic()
+    reader_got: list[object] = []
+    reader = threading.Thread(target=lambda: (reader_got.append(db.con.execute("SELECT 1").fetchone()),
+                                              db.release_thread()))
+    reader.start()
+    reader.join(10)
+    try:
+        assert reader_got and time.monotonic() - started < 5  # not the 30 s wait for a free connection
+    finally:
+        finish.set()
+        first.join(10)
+        second.join(10)
