@@ -584,6 +584,12 @@ class MetadataStore:
         row = self.con.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE repo = ?", (repo,)).fetchone()
         return row[0], row[1]
 
+    def count_releases(self, repo: str) -> int:
+        """Distinct (project, version) pairs of the repository's PyPI files."""
+        row = self.con.execute("SELECT COUNT(*) FROM (SELECT DISTINCT project, version FROM artifacts "
+                               "WHERE repo = ? AND kind = 'pypi')", (repo,)).fetchone()
+        return int(row[0])
+
     def set_yanked(self, repo: str, project: str, version: str | None, filename: str | None,
                    yanked: bool, reason: str | None) -> int:
         """Yank/unyank every file of a release (or one file). Returns the number of files changed."""

@@ -361,6 +361,44 @@ def test_hook_check_report(tmp_path: Path, wheel: Path) -> None:
     assert report["repositories"][0]["sections"]["count"]["summary"] == {"files": 1}
 
 
+def test_check_report_loads_no_files_when_no_plugin_reports(tmp_path: Path, wheel: Path, monkeypatch: Any) -> None:
+    """Unconfigured plugins answer None: the report then counts files and releases in SQL and
+    never loads the repository's rows (the web home page asks for it on every repository)."""
+    from artifactd.policy import check_report
+
+    app = make_app(tmp_path)
+    upload(app, wheel)
+    upload(app, make_wheel(tmp_path / "d2", "demo", "2.0"))
+    loaded: list[str] = []
+    real = app.db.artifacts
+    monkeypatch.setattr(app.db, "artifacts", lambda repo, *a, **k: loaded.append(repo) or real(repo, *a, **k))
+    rep = check_report(app, "pypi-local")["repositories"][0]
+    assert (rep["files"], rep["releases"], rep["sections"]) == (2, 2, {})
+    assert loaded == []
+
+    class Count:
+        @hookimpl
+        def artifactd_check_report(self, repository: str, artifacts: list[Artifact]) -> dict[str, Any]:
+            return {"plugin": "count", "summary": {"files": len(artifacts)}, "packages": []}
+
+    app.pm.register(Count())
+    rep = check_report(app, "pypi-local")["repositories"][0]
+    assert (rep["files"], rep["releases"], rep["sections"]["count"]["summary"]) == (2, 2, {"files": 2})
+    assert loaded == ["pypi-local"]
+
+    # The installed plugins (health, license) unconfigured, as after `artifactd init`: nothing loaded.
+    full = App(tmp_path / "with-entry-points")
+    try:
+        upload(full, wheel)
+        assert {"health", "license"} <= {name for name, _ in full.pm.list_name_plugin()}
+        monkeypatch.setattr(full.db, "artifacts", lambda repo, *a, **k: loaded.append("full") or [])
+        rep = check_report(full, "pypi-local")["repositories"][0]
+        assert (rep["files"], rep["releases"], rep["sections"]) == (1, 1, {})
+        assert loaded == ["pypi-local"]
+    finally:
+        full.close()
+
+
 # --- retention --------------------------------------------------------------------------------
 
 def test_hook_retention_select(tmp_path: Path, wheel: Path) -> None:
