@@ -275,11 +275,11 @@ def search(app: "App", *, repos: Sequence[str] | None = None, props: Sequence[tu
     if readable is not None:
         allowed = [r for r in (leaves if leaves is not None else list(app.config.repositories)) if readable(r)]
         leaves = allowed
-    rows = app.db.search(leaves, props, limit=limit if not name else 1_000_000)
+    match = None
     if name:
-        rows = [a for a in rows if fnmatch.fnmatchcase(a.path.rsplit("/", 1)[-1], name)
-                or fnmatch.fnmatchcase(a.path, name)]
-    rows = rows[:limit]
+        def match(path: str) -> bool:
+            return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], name) or fnmatch.fnmatchcase(path, name)
+    rows = app.db.search(leaves, props, limit=limit, path_filter=match)
     props_by_id = app.db.properties_of(a.id for a in rows)
     return [(a, props_by_id[a.id]) for a in rows]
 

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from artifactd.errors import BadRequest, Conflict, FileExists, InsufficientStorage, NotFound, ServiceUnavailable
 from artifactd.fifo import FifoGate
@@ -935,10 +935,12 @@ class MetadataStore:
         return row is not None
 
     def search(self, repos: Sequence[str] | None, props: Sequence[tuple[str, str | None]],
-               limit: int = 100_000) -> list[Artifact]:
+               limit: int = 100_000, path_filter: Callable[[str], bool] | None = None) -> list[Artifact]:
         """Rows in ``repos`` (None: all) having every ``(key, value)`` property; value None: the key at all.
 
-        Newest first (created, then id).
+        Newest first (created, then id). With ``path_filter``, the first ``limit`` rows whose path it
+        accepts: rows are read one at a time and only matches are built (a name glob over 50,000
+        files must not hold them all, metadata parsed, in memory).
         """
         sql = f"SELECT {_ARTIFACT_COLS} FROM artifacts a"
         where: list[str] = []
@@ -957,9 +959,19 @@ class MetadataStore:
                 args.extend((key, value))
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY a.created DESC, a.id DESC LIMIT ?"
-        args.append(limit)
-        return [_row_to_artifact(r) for r in self.con.execute(sql, args).fetchall()]
+        sql += " ORDER BY a.created DESC, a.id DESC"
+        if path_filter is None:
+            args.append(limit)
+            return [_row_to_artifact(r) for r in self.con.execute(sql + " LIMIT ?", args).fetchall()]
+        out: list[Artifact] = []
+        if limit <= 0:
+            return out
+        for r in self.con.execute(sql, args):
+            if path_filter(r[2]):
+                out.append(_row_to_artifact(r))
+                if len(out) >= limit:
+                    break
+        return out
 
     def delete_artifacts(self, ids: Sequence[int]) -> list[Artifact]:
         """Delete several rows in one transaction (a generic folder)."""

@@ -123,3 +123,34 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(RuntimeError, match="newer"):
         MetadataStore(tmp_path / "x.db")
+
+
+def test_name_glob_search_builds_only_the_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name glob is applied row by row, newest first, up to ``limit``: rows that do not match
+    are never built (a glob over 50,000 files held them all, metadata parsed: ~200 MB)."""
+    from artifactd import generic_service, service
+    from artifactd.app import App
+
+    app = App(tmp_path / "data", load_entrypoints=False)
+    try:
+        service.create_repository(app, "files", "hosted", "generic")
+        src = tmp_path / "f"
+        for i in range(30):
+            src.write_bytes(f"file {i}".encode())
+            generic_service.upload_local(app, "files", src, f"models/m{i:02d}.{'onnx' if i % 3 == 0 else 'bin'}",
+                                         properties={"k": ["v"]} if i % 2 == 0 else {})
+        built: list[str] = []
+        real = dbmod._row_to_artifact
+        monkeypatch.setattr(dbmod, "_row_to_artifact", lambda r: built.append(r[2]) or real(r))
+
+        rows = generic_service.search(app, repos=["files"], name="*.onnx")
+        assert [a.path for a, _ in rows] == [f"models/m{i:02d}.onnx" for i in (27, 24, 21, 18, 15, 12, 9, 6, 3, 0)]
+        assert built == [a.path for a, _ in rows]  # the 20 .bin files were never built
+        built.clear()
+        rows = generic_service.search(app, repos=["files"], name="models/*.onnx", props=[("k", "v")], limit=2)
+        assert [a.path for a, _ in rows] == ["models/m24.onnx", "models/m18.onnx"]
+        assert built == ["models/m24.onnx", "models/m18.onnx"]
+        assert generic_service.search(app, repos=["files"], name="*.onnx", limit=0) == []
+        assert len(generic_service.search(app, repos=["files"])) == 30  # no glob: the SQL limit as before
+    finally:
+        app.close()
