@@ -259,8 +259,9 @@ def delete_repository(app: "App", name: str, *, force: bool = False, who: Princi
     count, _ = app.db.count_artifacts(name)
     if count and not force:
         raise Conflict(f"repository {name!r} holds {count} files; use --force to delete them too")
-    for art in app.db.artifacts(name):
-        app.db.delete_artifact(art.id)
+    # One transaction, not one per file: 50,000 files took ~9 s (and ~200 MB to list them first)
+    # where this takes 0.6 s, and a crash half-way left half of them.
+    app.db.delete_repository_rows(name)
     app.set_config(app.config.without_repo(name))
     _audit(app, who, "repo-delete", name, None, {"files": count})
     return count

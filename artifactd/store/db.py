@@ -973,6 +973,14 @@ class MetadataStore:
                     break
         return out
 
+    def delete_repository_rows(self, repo: str) -> int:
+        """Every row of a repository in one transaction (their properties go with them)."""
+        with self.write() as con:
+            n = con.execute("DELETE FROM artifacts WHERE repo = ?", (repo,)).rowcount
+            if n:
+                self._bump(con, repo)
+            return int(n)
+
     def delete_artifacts(self, ids: Sequence[int]) -> list[Artifact]:
         """Delete several rows in one transaction (a generic folder)."""
         out: list[Artifact] = []

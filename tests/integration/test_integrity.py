@@ -310,3 +310,28 @@ def test_disk_full_during_database_commit_is_507_and_gc_removes_the_orphan(serve
         assert not after.damaged and after.orphans == []
     finally:
         app.close()
+
+
+def test_repo_delete_force_removes_every_row_in_one_transaction(app: App, tmp_path: Path) -> None:
+    from artifactd.service import delete_repository
+
+    create_repository(app, "big", "hosted", "pypi")
+    for i in range(5):
+        upload_file(app, "big", make_wheel(tmp_path / str(i), f"bigpkg{i}", "1.0"))
+    upload_file(app, "pypi-local", make_wheel(tmp_path / "keep", "keeppkg", "1.0"))
+    writes = []
+    real = app.db.write
+
+    def counting_write():  # type: ignore[no-untyped-def]
+        writes.append(1)
+        return real()
+
+    app.db.write = counting_write  # type: ignore[method-assign]
+    try:
+        assert delete_repository(app, "big", force=True) == 5
+    finally:
+        app.db.write = real  # type: ignore[method-assign]
+    assert len(writes) <= 2  # the rows in one transaction (plus the audit record)
+    assert app.db.count_artifacts("big") == (0, 0)
+    assert app.config.repo("big") is None
+    assert app.db.count_artifacts("pypi-local")[0] == 1  # other repositories untouched
