@@ -101,3 +101,10 @@ def test_fsck_detects_corrupt_and_missing_blobs(app: App, tmp_path: Path) -> Non
     report = fsck(app)
     assert [c["sha256"] for c in report.corrupt] == [a.sha256]
     assert [m["sha256"] for m in report.missing] == [b.sha256]
+    assert report.missing[0]["used_by"] == [f"pypi-local:{b.path}"]
+    assert b.metadata_sha256
+    app.blobs.path(b.metadata_sha256).unlink()  # the wheel's core-metadata blob
+    app.db.artifacts = None  # type: ignore[assignment]  # fsck reads the rows' digests only, never whole artifacts
+    report = fsck(app)
+    assert {m["sha256"]: m["used_by"] for m in report.missing} == {
+        b.sha256: [f"pypi-local:{b.path}"], b.metadata_sha256: [f"pypi-local:{b.path}.metadata"]}
