@@ -44,10 +44,10 @@ class FsckReport:
 def fsck(app: "App", *, rehash: bool = True) -> FsckReport:
     report = FsckReport()
     referenced: dict[str, list[str]] = {}
-    for repo, path, sha256, metadata_sha256 in app.db.blob_users():
-        referenced.setdefault(sha256, []).append(f"{repo}:{path}")
+    for repo, row_path, sha256, metadata_sha256 in app.db.blob_users():
+        referenced.setdefault(sha256, []).append(f"{repo}:{row_path}")
         if metadata_sha256:
-            referenced.setdefault(metadata_sha256, []).append(f"{repo}:{path}.metadata")
+            referenced.setdefault(metadata_sha256, []).append(f"{repo}:{row_path}.metadata")
     for sha in app.db.referenced_digests():  # OCI manifests, their blobs and linked blobs
         referenced.setdefault(sha, ["oci"])
     for sha, users in sorted(referenced.items()):
