@@ -144,7 +144,11 @@ def artifactd_health_checks(app: "App") -> list[dict[str, Any]] | None:
 
 @hookspec
 def artifactd_check_report(app: "App", repository: str, artifacts: list["Artifact"]) -> dict[str, Any] | None:
-    """A section of ``artifactd check``: ``{"plugin": name, "packages": [...], "summary": {...}}``."""
+    """A section of ``artifactd check``: ``{"plugin": name, "packages": [...], "summary": {...}}``.
+
+    Return None only when the plugin is not configured: each report first asks with an empty
+    ``artifacts`` list and loads the repository's rows only if some plugin answers.
+    """
 
 
 # --- retention -------------------------------------------------------------------
