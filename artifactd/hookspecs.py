@@ -20,7 +20,7 @@ Families:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pluggy
 
@@ -143,11 +143,16 @@ def artifactd_health_checks(app: "App") -> list[dict[str, Any]] | None:
 
 
 @hookspec
-def artifactd_check_report(app: "App", repository: str, artifacts: list["Artifact"]) -> dict[str, Any] | None:
+def artifactd_check_report(app: "App", repository: str, artifacts: Sequence["Artifact"]) -> dict[str, Any] | None:
     """A section of ``artifactd check``: ``{"plugin": name, "packages": [...], "summary": {...}}``.
 
     Return None only when the plugin is not configured: each report first asks with an empty
-    ``artifacts`` list and loads the repository's rows only if some plugin answers.
+    ``artifacts`` list and reads the repository's rows only if some plugin answers.
+
+    For a whole repository ``artifacts`` is a sequence that streams from the database when
+    iterated, ordered so that one release's files are consecutive (``release_ordered``); look at
+    one release at a time (``artifactd_plugins._common.iter_releases``) and the report holds one
+    release in memory, not the repository. Indexing it reads every row into a list first.
     """
 
 

@@ -195,7 +195,7 @@ class Hooks:
             out.extend(res or [])
         return out
 
-    def check_report(self, app: "App", repository: str, artifacts: list["Artifact"]) -> list[dict[str, Any]]:
+    def check_report(self, app: "App", repository: str, artifacts: Sequence["Artifact"]) -> list[dict[str, Any]]:
         return [r for r in self.pm.hook.artifactd_check_report(app=app, repository=repository, artifacts=artifacts) if r]
 
     # retention

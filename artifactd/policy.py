@@ -73,10 +73,11 @@ def check_report(app: "App", repository: str | None = None) -> dict[str, Any]:
             repos.append({"repository": name, "files": app.db.count_artifacts(name)[0],
                           "releases": app.db.count_releases(name), "sections": {}})
             continue
-        artifacts = app.db.artifacts(name)
+        # The rows stream from the database, one release after another, to each plugin in turn.
+        artifacts = app.db.artifact_rows(name)
         sections = {s.get("plugin", f"section{i}"): s for i, s in enumerate(app.hooks.check_report(app, name, artifacts))}
-        releases = {(a.project, a.version) for a in artifacts if a.kind == "pypi"}
-        repos.append({"repository": name, "files": len(artifacts), "releases": len(releases), "sections": sections})
+        repos.append({"repository": name, "files": len(artifacts), "releases": app.db.count_releases(name),
+                      "sections": sections})
     return {"generated": isotime(utcnow()), "repositories": repos}
 
 

@@ -1,7 +1,8 @@
 """Small helpers shared by the built-in plugins (not a plugin itself)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from artifactd.policy import escape_text
@@ -9,17 +10,23 @@ from artifactd.policy import escape_text
 if TYPE_CHECKING:
     from artifactd.model import Artifact
 
-__all__ = ["classifiers_of", "escape_text", "last_download", "meta_value", "releases"]
+__all__ = ["classifiers_of", "escape_text", "iter_releases", "last_download", "meta_value", "releases"]
 
 def meta_value(metadata: Mapping[str, Any], *names: str) -> Any:
     """A core-metadata field from either artifactd's parsed form (``license_expression``) or
     the raw header spelling a proxy may pass (``License-Expression``)."""
     for name in names:
-        for key in (name, name.replace("_", "-"), "-".join(p.capitalize() for p in name.split("_"))):
+        for key in _spellings(name):
             value = metadata.get(key)
             if value not in (None, "", [], ()):
                 return value
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _spellings(name: str) -> tuple[str, ...]:
+    # called for every release of a report (50,000 of them): build the spellings once per name
+    return tuple(dict.fromkeys((name, name.replace("_", "-"), "-".join(p.capitalize() for p in name.split("_")))))
 
 
 def classifiers_of(metadata: Mapping[str, Any]) -> list[str]:
@@ -39,8 +46,37 @@ def releases(artifacts: Iterable["Artifact"]) -> dict[tuple[str, str], list["Art
             continue
         out.setdefault((art.project, art.version), []).append(art)
     for files in out.values():
-        files.sort(key=lambda a: (a.packagetype != "bdist_wheel", a.filename or a.path))
+        _wheels_first(files)
     return out
+
+
+def _wheels_first(files: list["Artifact"]) -> list["Artifact"]:
+    files.sort(key=lambda a: (a.packagetype != "bdist_wheel", a.filename or a.path))
+    return files
+
+
+def iter_releases(artifacts: Iterable["Artifact"]) -> Iterator[tuple[tuple[str, str], list["Artifact"]]]:
+    """``releases(artifacts).items()``, one release at a time.
+
+    Given the streaming rows of a report (``release_ordered``: one release's files come one after
+    another) it holds one release at a time; given anything else it groups the whole input first.
+    """
+    if not getattr(artifacts, "release_ordered", False):
+        yield from releases(artifacts).items()
+        return
+    key: tuple[str, str] | None = None
+    files: list[Artifact] = []
+    for art in artifacts:
+        if art.kind != "pypi" or not art.project or not art.version:
+            continue
+        k = (art.project, art.version)
+        if k != key:
+            if key is not None:
+                yield key, _wheels_first(files)
+            key, files = k, []
+        files.append(art)
+    if key is not None:
+        yield key, _wheels_first(files)
 
 
 def last_download(files: Iterable["Artifact"]) -> str | None:

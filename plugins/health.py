@@ -31,7 +31,7 @@ from artifactd import hookimpl
 from artifactd.errors import ConfigError
 from artifactd.model import Verdict
 
-from artifactd_plugins._common import last_download, releases
+from artifactd_plugins._common import iter_releases, last_download
 
 if TYPE_CHECKING:
     # The advisory machinery (artifactd_plugins.osv) is imported when first needed, not at start-up.
@@ -217,7 +217,7 @@ def artifactd_health_checks() -> list[dict[str, Any]] | None:
 
 
 @hookimpl
-def artifactd_check_report(repository: str, artifacts: list["Artifact"]) -> dict[str, Any] | None:
+def artifactd_check_report(repository: str, artifacts: Sequence["Artifact"]) -> dict[str, Any] | None:
     if not STATE.enabled:
         return None
     from artifactd_plugins.osv import SEVERITIES
@@ -233,8 +233,9 @@ def artifactd_check_report(repository: str, artifacts: list["Artifact"]) -> dict
     counts = {k: 0 for k in ("malicious", *SEVERITIES, "unverifiable")}
     findings_total = dict(counts)
     packages: list[dict[str, Any]] = []
-    groups = releases(artifacts)
-    for (project, version), files in groups.items():
+    n_releases = 0
+    for (project, version), files in iter_releases(artifacts):
+        n_releases += 1
         merged = db.match_merged(project, version) if db is not None else []
         if not merged:
             continue
@@ -260,7 +261,7 @@ def artifactd_check_report(repository: str, artifacts: list["Artifact"]) -> dict
     order = {k: i for i, k in enumerate(("malicious", *SEVERITIES))}
     packages.sort(key=lambda p: (not p["quarantined"], order[p["worst"]], p["package"], p["version"]))
     section["summary"] = {
-        "releases": len(groups),
+        "releases": n_releases,
         "affected": len(packages),
         "by_worst_severity": counts,
         "findings": findings_total,

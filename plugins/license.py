@@ -21,7 +21,7 @@ always refused at upload, first proxy fetch and promotion.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from artifactd.errors import ConfigError
 from artifactd.model import Verdict
 from artifactd.plugins import Hooks
 
-from artifactd_plugins._common import classifiers_of, meta_value, releases
+from artifactd_plugins._common import classifiers_of, iter_releases, meta_value
 if TYPE_CHECKING:
     from artifactd_plugins.licenses import LicensePolicy, LicenseVerdict
     from artifactd.app import App
@@ -167,13 +167,13 @@ def artifactd_check_promotion(artifact: "Artifact") -> Verdict | None:
 
 
 @hookimpl
-def artifactd_check_report(app: "App", repository: str, artifacts: list["Artifact"]) -> dict[str, Any] | None:
+def artifactd_check_report(app: "App", repository: str, artifacts: Sequence["Artifact"]) -> dict[str, Any] | None:
     settings = STATE.settings
     if settings is None:
         return None
     counts = {"deny": 0, "review": 0, "allow": 0}
     packages: list[dict[str, Any]] = []
-    for (project, version), files in releases(artifacts).items():
+    for (project, version), files in iter_releases(artifacts):
         art = files[0]
         found = app.hooks.license_of(art, art.metadata)
         own, source = _from_metadata(art.metadata)

@@ -242,6 +242,41 @@ class AuditEntry:
     detail: dict[str, Any] | None = None
 
 
+class ArtifactRows(Sequence[Artifact]):
+    """A repository's rows as a read-only sequence that streams when iterated.
+
+    ``artifactd check`` and the health pages hand this to every plugin's ``artifactd_check_report``.
+    Iterating reads the rows from the database in (project, version, path) order, one batch at a
+    time, and may be repeated; ``len()`` is a COUNT. Indexing or slicing reads every row once and
+    keeps the list, so a plugin that wants random access still gets it, at the old memory cost.
+    """
+
+    release_ordered = True  # equal (project, version) rows are consecutive: see plugins' iter_releases
+
+    def __init__(self, db: "MetadataStore", repo: str) -> None:
+        self._db, self._repo = db, repo
+        self._len: int | None = None
+        self._all: list[Artifact] | None = None
+
+    def __iter__(self) -> Iterator[Artifact]:
+        return iter(self._all) if self._all is not None else self._db.iter_artifacts(self._repo)
+
+    def __len__(self) -> int:
+        if self._all is not None:
+            return len(self._all)
+        if self._len is None:
+            self._len = self._db.count_artifacts(self._repo)[0]
+        return self._len
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._all is None:
+            self._all = list(self._db.iter_artifacts(self._repo))
+        return self._all[index]
+
+    def __repr__(self) -> str:
+        return f"<ArtifactRows {self._repo!r}>"
+
+
 class MetadataStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -579,6 +614,22 @@ class MetadataStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY repo, path"
         return [_row_to_artifact(r) for r in self.con.execute(sql, args).fetchall()]
+
+    def iter_artifacts(self, repo: str, batch: int = 500) -> Iterator[Artifact]:
+        """A repository's rows one at a time, ordered by (project, version, path): one release's
+        files are consecutive. Read from one statement in batches, so a report that looks at one
+        release at a time holds one release, not the repository (50,000 rows held whole: ~200 MB)."""
+        cur = self.con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? ORDER BY project, version, path",
+                               (repo,))
+        try:
+            while rows := cur.fetchmany(batch):
+                for r in rows:
+                    yield _row_to_artifact(r)
+        finally:
+            cur.close()
+
+    def artifact_rows(self, repo: str) -> "ArtifactRows":
+        return ArtifactRows(self, repo)
 
     def count_artifacts(self, repo: str) -> tuple[int, int]:
         row = self.con.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE repo = ?", (repo,)).fetchone()

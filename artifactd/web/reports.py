@@ -73,14 +73,20 @@ def worst(findings: Sequence[dict[str, Any]]) -> str | None:
 
 # --- per repository --------------------------------------------------------------------------------
 
+def _counts(rep: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    health = rep["sections"].get("health") or {}
+    lic = rep["sections"].get("license") or {}
+    findings = (health.get("summary") or {}).get("findings") or {}
+    return ({s: int(findings.get(s, 0)) for s in SEVERITIES},
+            {d: int((lic.get("summary") or {}).get(d, 0)) for d in LICENSE_DECISIONS})
+
+
 def repository_report(app: "App", repo: str) -> dict[str, Any]:
     """Counts by severity and license decision, and the releases with findings, worst first."""
     rep = policy.check_report(app, repo)["repositories"][0]
     health = rep["sections"].get("health") or {}
     lic = rep["sections"].get("license") or {}
-    findings = (health.get("summary") or {}).get("findings") or {}
-    counts = {s: int(findings.get(s, 0)) for s in SEVERITIES}
-    licenses = {d: int((lic.get("summary") or {}).get(d, 0)) for d in LICENSE_DECISIONS}
+    counts, licenses = _counts(rep)
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for p in health.get("packages") or []:
         merged[(p["package"], p["version"])] = {
@@ -106,12 +112,13 @@ def repository_report(app: "App", repo: str) -> dict[str, Any]:
 
 
 def summary(app: "App", repo: str) -> dict[str, int]:
-    rep = repository_report(app, repo)
-    out = {k: v for k, v in rep["counts"].items() if v}
-    if rep["licenses"]["deny"]:
-        out["license-denied"] = rep["licenses"]["deny"]
-    if rep["licenses"]["review"]:
-        out["license-review"] = rep["licenses"]["review"]
+    """The home page's counts: from the sections' summaries, without merging their package lists."""
+    counts, licenses = _counts(policy.check_report(app, repo)["repositories"][0])
+    out = {k: v for k, v in counts.items() if v}
+    if licenses["deny"]:
+        out["license-denied"] = licenses["deny"]
+    if licenses["review"]:
+        out["license-review"] = licenses["review"]
     return out
 
 

@@ -353,7 +353,7 @@ def test_hook_check_report(tmp_path: Path, wheel: Path) -> None:
     class Count:
         @hookimpl
         def artifactd_check_report(self, repository: str, artifacts: list[Artifact]) -> dict[str, Any]:
-            return {"plugin": "count", "summary": {"files": len(artifacts)}, "packages": []}
+            return {"plugin": "count", "summary": {"files": sum(1 for _ in artifacts)}, "packages": []}
 
     app = make_app(tmp_path, Count())
     upload(app, wheel)
@@ -370,8 +370,8 @@ def test_check_report_loads_no_files_when_no_plugin_reports(tmp_path: Path, whee
     upload(app, wheel)
     upload(app, make_wheel(tmp_path / "d2", "demo", "2.0"))
     loaded: list[str] = []
-    real = app.db.artifacts
-    monkeypatch.setattr(app.db, "artifacts", lambda repo, *a, **k: loaded.append(repo) or real(repo, *a, **k))
+    real = app.db.iter_artifacts
+    monkeypatch.setattr(app.db, "iter_artifacts", lambda repo, *a, **k: loaded.append(repo) or real(repo, *a, **k))
     rep = check_report(app, "pypi-local")["repositories"][0]
     assert (rep["files"], rep["releases"], rep["sections"]) == (2, 2, {})
     assert loaded == []
@@ -379,7 +379,7 @@ def test_check_report_loads_no_files_when_no_plugin_reports(tmp_path: Path, whee
     class Count:
         @hookimpl
         def artifactd_check_report(self, repository: str, artifacts: list[Artifact]) -> dict[str, Any]:
-            return {"plugin": "count", "summary": {"files": len(artifacts)}, "packages": []}
+            return {"plugin": "count", "summary": {"files": sum(1 for _ in artifacts)}, "packages": []}
 
     app.pm.register(Count())
     rep = check_report(app, "pypi-local")["repositories"][0]
@@ -391,12 +391,68 @@ def test_check_report_loads_no_files_when_no_plugin_reports(tmp_path: Path, whee
     try:
         upload(full, wheel)
         assert {"health", "license"} <= {name for name, _ in full.pm.list_name_plugin()}
-        monkeypatch.setattr(full.db, "artifacts", lambda repo, *a, **k: loaded.append("full") or [])
+        monkeypatch.setattr(full.db, "iter_artifacts", lambda repo, *a, **k: loaded.append("full") or iter([]))
         rep = check_report(full, "pypi-local")["repositories"][0]
         assert (rep["files"], rep["releases"], rep["sections"]) == (1, 1, {})
         assert loaded == ["pypi-local"]
     finally:
         full.close()
+
+
+def test_check_report_streams_rows_one_release_at_a_time(tmp_path: Path, monkeypatch: Any) -> None:
+    """Plugins get the repository's rows as a sequence that streams from the database, one
+    release's files after another; random access still works (it reads them all once)."""
+    from artifactd.policy import check_report
+    from artifactd.store import db as dbmod
+    from artifactd_plugins._common import iter_releases, releases
+    from tests.dists import make_sdist
+
+    app = make_app(tmp_path)
+    # uploaded interleaved, so that upload order is not release order
+    for name, version, sdist in [("zeta", "1.0", False), ("alpha", "2.0", False), ("zeta", "1.0", True),
+                                 ("alpha", "1.0", True), ("alpha", "2.0", True), ("mid", "0.1", False)]:
+        maker = make_sdist if sdist else make_wheel
+        upload(app, maker(tmp_path / f"{name}-{version}-{sdist}", name, version))
+    monkeypatch.setattr(dbmod, "_row_to_artifact", counting := _CountingRows(dbmod._row_to_artifact))
+    seen: dict[str, Any] = {}
+
+    class Streamer:
+        @hookimpl
+        def artifactd_check_report(self, repository: str, artifacts: Any) -> dict[str, Any] | None:
+            if not artifacts:
+                return {"plugin": "stream", "summary": {}, "packages": []}
+            groups = []
+            for key, files in iter_releases(artifacts):
+                groups.append((key, [f.filename for f in files]))
+                # rows are read a batch at a time: never the whole repository ahead of the consumer
+                assert counting.made <= sum(len(g[1]) for g in groups) + 2
+            seen["groups"] = groups
+            seen["len"] = len(artifacts)
+            seen["first"] = artifacts[0].filename  # indexing reads the rows into a list
+            seen["again"] = [key for key, _ in iter_releases(artifacts)]  # a second pass
+            return {"plugin": "stream", "summary": {}, "packages": []}
+
+    app.pm.register(Streamer())
+    monkeypatch.setattr(app.db, "iter_artifacts", lambda repo, batch=2: type(app.db).iter_artifacts(app.db, repo, batch))
+    rep = check_report(app, "pypi-local")["repositories"][0]
+    assert (rep["files"], rep["releases"]) == (6, 4)
+    expected = [(k, [f.filename for f in v]) for k, v in sorted(releases(app.db.artifacts("pypi-local")).items())]
+    assert seen["groups"] == expected
+    for key in [("alpha", "2.0"), ("zeta", "1.0")]:  # wheel before sdist within a release
+        assert [f.rsplit(".", 1)[-1] for f in dict(seen["groups"])[key]] == ["whl", "gz"]
+    assert seen["len"] == 6 and seen["first"] is not None
+    assert seen["again"] == [k for k, _ in expected]
+
+
+class _CountingRows:
+    """Wraps ``_row_to_artifact`` and counts the Artifacts made."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.made = real, 0
+
+    def __call__(self, row: Any) -> Artifact:
+        self.made += 1
+        return self.real(row)
 
 
 # --- retention --------------------------------------------------------------------------------

@@ -215,6 +215,21 @@ def test_requests_221_on_the_shared_snapshot(tmp_path: Path) -> None:
 LICENSE_CFG = '[plugins.license]\nallow = ["MIT", "Apache-2.0", "BSD-3-Clause"]\ndeny = ["GPL-3.0-only"]\n'
 
 
+def test_sections_from_streamed_rows_equal_those_from_a_list(tmp_path: Path, osv_dir: Path) -> None:
+    """``artifactd check`` streams the rows to the health and license plugins; what they report is
+    what they report when handed the same rows as a list."""
+    app = make_app(tmp_path, f'[plugins.health]\nadvisories = "{osv_dir}"\n' + LICENSE_CFG)
+    for name, version, lic in [("requests", "2.2.1", "Apache-2.0"), ("odd-pkg", "1.0", "MIT"),
+                               ("Requests", "2.31.0", "Apache-2.0"), ("evilpkg", "0.1", "MIT"), ("plain", "3", "")]:
+        up(app, tmp_path, name, version, **({"license_expression": lic} if lic else {}))
+    streamed = check_report(app, "pypi-local")["repositories"][0]
+    listed = {s["plugin"]: s for s in app.hooks.check_report(app, "pypi-local", app.db.artifacts("pypi-local"))}
+    assert set(streamed["sections"]) == {"health", "license"}
+    assert streamed["sections"] == listed
+    assert streamed["releases"] == listed["health"]["summary"]["releases"] == 5
+    assert len(listed["license"]["packages"]) == 5
+
+
 def test_license_or_passes_through_the_allowed_branch(tmp_path: Path) -> None:
     app = make_app(tmp_path, LICENSE_CFG)
     up(app, tmp_path, "dual", "1.0", license_expression="MIT OR GPL-3.0-only")
