@@ -160,8 +160,11 @@ def artifactd_check_report(app: "App", repository: str, artifacts: Sequence["Art
 
 
 @hookspec
-def artifactd_retention_select(app: "App", repository: str, artifacts: list["Artifact"], now: float) -> list["Deletion"] | None:
-    """Propose deletions (each with the policy and rule that matched). Results of all plugins are unioned."""
+def artifactd_retention_select(app: "App", repository: str, artifacts: Sequence["Artifact"], now: float) -> list["Deletion"] | None:
+    """Propose deletions (each with the policy and rule that matched). Results of all plugins are unioned.
+
+    ``artifacts`` streams from the database each time it is iterated, as for ``artifactd_check_report``.
+    """
 
 
 @hookspec(firstresult=True)

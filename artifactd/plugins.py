@@ -199,7 +199,7 @@ class Hooks:
         return [r for r in self.pm.hook.artifactd_check_report(app=app, repository=repository, artifacts=artifacts) if r]
 
     # retention
-    def retention_select(self, app: "App", repository: str, artifacts: list["Artifact"], now: float) -> list["Deletion"]:
+    def retention_select(self, app: "App", repository: str, artifacts: Sequence["Artifact"], now: float) -> list["Deletion"]:
         out: list[Deletion] = []
         for res in self.pm.hook.artifactd_retention_select(app=app, repository=repository, artifacts=artifacts, now=now):
             out.extend(res or [])

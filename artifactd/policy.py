@@ -137,7 +137,7 @@ def plan_cleanup(app: "App", policy: str | None = None, *, now: float | None = N
         if cfg is None:
             log.warning("cleanup: repository %r is not defined; skipped", repo)
             continue
-        artifacts = app.db.artifacts(repo)
+        artifacts = app.db.artifact_rows(repo)  # streams: the plugins keep only what they propose
         proposals = [d for d in app.hooks.retention_select(app, repo, artifacts, now)
                      if d.policy in plan.policies and d.artifact.id not in seen]
         proposals.sort(key=lambda d: (d.artifact.created, d.artifact.path))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,7 @@ def _version(v: str | None) -> Version | None:
         return None
 
 
-def _ranks(artifacts: list["Artifact"]) -> dict[tuple[str, str], int]:
+def _ranks(artifacts: Iterable["Artifact"]) -> dict[tuple[str, str], int]:
     """(project, version) → 0 for the highest version of its project, 1 for the next..."""
     versions: dict[str, set[str]] = {}
     for a in artifacts:
@@ -195,7 +195,7 @@ def artifactd_configure(config: "Config") -> None:
 
 
 @hookimpl
-def artifactd_retention_select(repository: str, artifacts: list["Artifact"], now: float) -> list[Deletion]:
+def artifactd_retention_select(repository: str, artifacts: Sequence["Artifact"], now: float) -> list[Deletion]:
     policies = [p for p in STATE.policies.values() if repository in p.repositories]
     if not policies:
         return []

@@ -460,9 +460,12 @@ class _CountingRows:
 def test_hook_retention_select(tmp_path: Path, wheel: Path) -> None:
     from artifactd.policy import plan_cleanup
 
+    given: list[Any] = []
+
     class All:
         @hookimpl
-        def artifactd_retention_select(self, artifacts: list[Artifact]) -> list[Deletion]:
+        def artifactd_retention_select(self, artifacts: Any) -> list[Deletion]:
+            given.append(artifacts)
             return [Deletion(a, "everything", "test policy") for a in artifacts]
 
     app = make_app(tmp_path, All(), config='[cleanup.everything]\nrepositories = ["pypi-local"]\nolder-than = "999d"\n')
@@ -471,6 +474,9 @@ def test_hook_retention_select(tmp_path: Path, wheel: Path) -> None:
     plan = plan_cleanup(app)
     assert [d.artifact.version for d in plan.deletions] == ["1.0"]  # 2.0 is the latest: kept
     assert [why for _, why in plan.kept] == ["latest release of demo"]
+    # the rows stream from the database (not a list held whole), and can be read again
+    assert not isinstance(given[0], list) and given[0].release_ordered
+    assert [a.version for a in given[0]] == [a.version for a in given[0]] == ["1.0", "2.0"]
 
 
 def test_hook_retention_keep(tmp_path: Path, wheel: Path) -> None:
