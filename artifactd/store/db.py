@@ -214,6 +214,8 @@ def _row_to_artifact(r: Sequence[Any]) -> Artifact:
 
 @dataclass(frozen=True)
 class NewArtifact:
+    """An artifact row to insert (the database assigns the id)."""
+
     repo: str
     path: str
     sha256: str
@@ -370,6 +372,20 @@ class MetadataStore:
             con.close()
         except sqlite3.Error:
             pass
+
+    def close_idle(self) -> int:
+        """Close the pooled connections no thread holds (each keeps its own SQLite page cache);
+        returns how many. Connections in use are untouched."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            for con in idle:
+                self._all.remove(con)
+        for con in idle:
+            try:
+                con.close()
+            except sqlite3.Error:
+                pass
+        return len(idle)
 
     def close(self) -> None:
         with self._lock:

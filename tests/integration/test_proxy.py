@@ -758,11 +758,7 @@ def test_waiting_on_a_client_or_an_upstream_holds_no_database_connection(server:
 
     db = app.db
     db.release_thread()
-    with db._lock:  # start from no idle connections: only what the requests below give back is free
-        for con in db._idle:
-            db._all.remove(con)
-            con.close()
-        db._idle.clear()
+    db.close_idle()  # start from no idle connections: only what the requests below give back is free
     db.MAX_OPEN, db.MAX_WAIT = 1, 30.0
     socks: list[socket.socket] = []
 
