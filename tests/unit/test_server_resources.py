@@ -145,7 +145,11 @@ def test_keep_alive_connection_holds_no_database_connection(server: Server) -> N
         r = c.getresponse()
         r.read()
         assert r.status == 200
-    # Between requests the handler thread gave its connection back to the pool.
+    # Between requests the handler thread gives its connection back to the pool (just after the
+    # response is written, so the client may read it first: wait for it, bounded).
+    deadline = time.monotonic() + 5
+    while not server.app.db._idle and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert server.app.db._idle
     c.close()
 
@@ -159,7 +163,7 @@ def test_serve_does_not_import_what_it_does_not_need(tmp_path: Path) -> None:
         f"app = App({str(tmp_path / 'd')!r}, create=True)\n"
         "heavy = ['artifactd.service', 'artifactd.generic_service', 'artifactd.cli.core_cmds', 'artifactd.http.api',\n"
         "         'artifactd.http.oci', 'artifactd.web.routes', 'artifactd_plugins.osv', 'artifactd_plugins.licenses',\n"
-        "         'yaml', 'packaging.tags', 'packaging.metadata', 'urllib3']\n"
+        "         'artifactd.policy', 'yaml', 'packaging.tags', 'packaging.metadata', 'urllib3']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -300,3 +304,18 @@ def test_writers_waiting_their_turn_hold_no_connection(app: App) -> None:
         finish.set()
         first.join(10)
         second.join(10)
+
+
+def test_close_idle_closes_only_what_no_thread_holds(app: App) -> None:
+    db = app.db
+    mine = db.con
+    other: list[object] = []
+    t = threading.Thread(target=lambda: (other.append(db.con), db.release_thread()))
+    t.start()
+    t.join()
+    assert db.close_idle() == 1  # the other thread's, given back
+    assert db.con is mine  # still usable: this thread's is untouched
+    mine.execute("SELECT 1").fetchone()
+    db.release_thread()
+    assert db.close_idle() == 1 and db.close_idle() == 0
+    assert db.con.execute("SELECT COUNT(*) FROM artifacts").fetchone() == (0,)  # a fresh one opens
