@@ -64,6 +64,8 @@ def validate_repo_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """``[server]``: bind address, access and request limits."""
+
     host: str = "127.0.0.1"
     port: int = 8081
     anonymous_read: bool = True
@@ -75,6 +77,8 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class RepoConfig:
+    """One ``[repositories.<name>]`` table: hosted, proxy or group, and its format."""
+
     name: str
     type: str
     format: str = "pypi"
@@ -140,6 +144,8 @@ def _fmt_duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole ``artifactd.toml``, validated."""
+
     server: ServerConfig = field(default_factory=ServerConfig)
     repositories: Mapping[str, RepoConfig] = field(default_factory=dict)
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -36,6 +36,8 @@ def parse_isotime(s: str) -> _dt.datetime:
 
 @dataclass(frozen=True)
 class ProjectRef:
+    """A project as the root page lists it."""
+
     name: str  # display name as uploaded
     normalized: str
 
@@ -69,6 +71,8 @@ class DistFile:
 
 @dataclass(frozen=True)
 class ProjectPage:
+    """Everything one project page shows: its files and versions, and who answered."""
+
     name: str  # display name
     normalized: str
     files: tuple[DistFile, ...]
@@ -160,6 +164,8 @@ class Deletion:
 
 @dataclass(frozen=True)
 class TokenInfo:
+    """An API token's row (the secret itself is never stored)."""
+
     id: int
     user: str
     name: str

@@ -89,6 +89,8 @@ def _load_entrypoints(pm: pluggy.PluginManager) -> None:
 
 @dataclass(frozen=True)
 class PluginInfo:
+    """A registered plugin, as ``artifactd plugins list`` shows it."""
+
     name: str
     module: str
     hooks: tuple[str, ...]

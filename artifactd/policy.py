@@ -10,10 +10,8 @@
 """
 from __future__ import annotations
 
-import html
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from artifactd.errors import BadRequest, NotFound, RepositoryNotFound
 from artifactd.formats.pypi.names import normalize
 from artifactd.model import Artifact, Deletion, Principal, SYSTEM, isotime, utcnow
+from artifactd.text import escape_text  # noqa: F401  (re-exported: plugins import it from here)
 
 if TYPE_CHECKING:
     from artifactd.app import App
@@ -33,25 +32,6 @@ PROTECT_PROPERTIES: tuple[str, ...] = ("promoted", "retain")
 
 #: Default cap on deletions per cleanup run (RELIABILITY.md §6: cap deletions per run).
 DEFAULT_MAX_DELETIONS = 1000
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
-
-
-def escape_text(text: str | None, limit: int = 300) -> str:
-    """Terminal/HTML-safe one-line text: markup escaped, control characters shown as ``\\xNN``.
-
-    Advisory summaries and license strings come from third parties (OSV ``details`` is Markdown):
-    never print them raw. JSON output keeps the raw text.
-    """
-    if not text:
-        return ""
-    one_line = " ".join(text.split())
-    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
-                           one_line)
-    escaped = html.escape(escaped, quote=False)
-    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
-
 
 
 # --- check ----------------------------------------------------------------------------------------
@@ -85,6 +65,8 @@ def check_report(app: "App", repository: str | None = None) -> dict[str, Any]:
 
 @dataclass
 class CleanupPlan:
+    """What a cleanup would delete or keep, and the bytes it frees; after --apply, what it did."""
+
     deletions: list[Deletion] = field(default_factory=list)
     kept: list[tuple[Deletion, str]] = field(default_factory=list)
     capped: int = 0

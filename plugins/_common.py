@@ -5,7 +5,7 @@ import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from artifactd.policy import escape_text
+from artifactd.text import escape_text
 
 if TYPE_CHECKING:
     from artifactd.model import Artifact

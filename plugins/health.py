@@ -51,6 +51,8 @@ STALE_CHECK_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class HealthSettings:
+    """``[plugins.health]``, validated."""
+
     advisories: Path | None = None
     block_on: str = "none"
     cache_dir: Path | None = None

@@ -46,6 +46,8 @@ UNKNOWN = ("review", "allow", "block")
 
 @dataclass(frozen=True)
 class LicenseSettings:
+    """``[plugins.license]``, validated."""
+
     policy: LicensePolicy
     allow: tuple[str, ...]
     deny: tuple[str, ...]

@@ -36,7 +36,6 @@ from artifactd import hookimpl
 from artifactd.config import parse_duration
 from artifactd.errors import ConfigError
 from artifactd.model import Deletion, parse_isotime
-from artifactd.policy import PROTECT_PROPERTIES
 
 if TYPE_CHECKING:
     from artifactd.app import App
@@ -50,6 +49,8 @@ _CRITERIA = _KEYS - {"repositories"}
 
 @dataclass(frozen=True)
 class Policy:
+    """One ``[cleanup.<name>]`` policy, validated: every criterion set must match."""
+
     name: str
     repositories: tuple[str, ...]
     older_than: float | None = None
@@ -215,6 +216,8 @@ def artifactd_retention_keep(app: "App", repository: str, artifact: "Artifact") 
     fresh = app.db.get_by_id(artifact.id) or artifact
     if fresh.pinned:
         return "pinned"
+    from artifactd.policy import PROTECT_PROPERTIES  # here: the server starts without the policy module
+
     prop = app.db.protecting_property(artifact.id, PROTECT_PROPERTIES)
     if prop is not None:
         return f"protected by property {prop[0]}={prop[1]}"

@@ -80,6 +80,8 @@ class _HashBehind:
 
 @dataclass(frozen=True)
 class Blob:
+    """A stored blob: its digest and size."""
+
     sha256: str
     size: int
 

@@ -23,6 +23,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class Layout:
+    """Where everything lives under one data directory."""
+
     root: Path
 
     @property
