@@ -634,15 +634,22 @@ class MetadataStore:
     def iter_artifacts(self, repo: str, batch: int = 500) -> Iterator[Artifact]:
         """A repository's rows one at a time, ordered by (project, version, path): one release's
         files are consecutive. Read from one statement in batches, so a report that looks at one
-        release at a time holds one release, not the repository (50,000 rows held whole: ~200 MB)."""
-        cur = self.con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? ORDER BY project, version, path",
-                               (repo,))
+        release at a time holds one release, not the repository (50,000 rows held whole: ~200 MB).
+
+        The statement runs on a read-only connection of its own, closed when the iteration ends
+        or is dropped: the consumer may hand this thread's pooled connection back (``set_aside``,
+        every ``write()``) between rows without the open statement going with it, and it reads
+        one snapshot of the repository however long it takes."""
+        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
+            con.execute("PRAGMA query_only=ON")
+            cur = con.execute(f"SELECT {_ARTIFACT_COLS} FROM artifacts WHERE repo = ? ORDER BY project, version, path",
+                              (repo,))
             while rows := cur.fetchmany(batch):
                 for r in rows:
                     yield _row_to_artifact(r)
         finally:
-            cur.close()
+            con.close()
 
     def artifact_rows(self, repo: str) -> "ArtifactRows":
         return ArtifactRows(self, repo)

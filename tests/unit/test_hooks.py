@@ -444,6 +444,22 @@ def test_check_report_streams_rows_one_release_at_a_time(tmp_path: Path, monkeyp
     assert seen["again"] == [k for k, _ in expected]
 
 
+def test_streamed_rows_survive_writes_between_rows(tmp_path: Path) -> None:
+    """A plugin may write (every write hands the thread's pooled connection back) while it walks
+    the rows: the walk goes on, over the snapshot it started with."""
+    app = make_app(tmp_path)
+    for v in ("1.0", "2.0", "3.0"):
+        upload(app, make_wheel(tmp_path / v, "demo", v))
+    seen = []
+    for art in app.db.artifact_rows("pypi-local"):
+        seen.append(art.version)
+        if len(seen) == 1:
+            upload(app, make_wheel(tmp_path / "4.0", "demo", "4.0"))  # a write mid-walk
+            app.db.set_aside()
+    assert seen == ["1.0", "2.0", "3.0"]
+    assert [a.version for a in app.db.artifact_rows("pypi-local")] == ["1.0", "2.0", "3.0", "4.0"]
+
+
 class _CountingRows:
     """Wraps ``_row_to_artifact`` and counts the Artifacts made."""
 
