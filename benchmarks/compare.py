@@ -126,6 +126,10 @@ def artifactd_venv() -> Path:
         log("creating venv artifactd")
         run([sys.executable, "-m", "venv", d])
     log("installing this checkout into it (pip install .)")
+    # The build measured is the checkout as it is now: name it now (commits may land during a run).
+    global BUILT_FROM
+    head = run(["git", "-C", ROOT, "describe", "--always", "--dirty=+uncommitted changes"], check=False).stdout.strip()
+    BUILT_FROM = head or "?"
     # Built as a wheel first (pip's isolated build), so that the server's venv holds what
     # 'pip install .' leaves in a user's: artifactd and its dependencies, no build tools.
     with tempfile.TemporaryDirectory() as wheels:
@@ -137,6 +141,7 @@ def artifactd_venv() -> Path:
 
 
 ARTIFACTD_BIN: Path = VENV_BIN  # replaced by artifactd_venv() in main()
+BUILT_FROM = "?"  # the commit artifactd_venv() installed
 
 
 def real_wheels() -> list[Path]:
@@ -807,7 +812,7 @@ children.
 
 ## Reading the rows where artifactd does not lead
 
-- **pip install**: pip spends ~9 s of its own CPU (byte-compiling ~4,000 files, unpacking) whatever
+- **pip install**: pip spends 9–17 s of its own CPU (byte-compiling ~4,000 files, unpacking; by machine) whatever
   the server, and every server lands within noise of the client alone. artifactd serves PEP 658
   metadata, which pip then parses twice per wheel (the sidecar, and again to check it against the
   wheel: `_check_sidecar_matches_wheel`): a cProfile of pip's own process shows ~0.45 s (profiled)
@@ -822,12 +827,12 @@ children.
   connections is 1–2.5 s. artifactd answers in arrival order, so its p50 is the queue in front of
   every request (16 / requests per second).
 - **start against pypiserver**: both load the same standard-library HTTP stack (`http.server`
-  with `email`, `http.client`, `ssl`: ~30 ms of the ~0.1 s), and nearly all of the rest is
+  with `email`, `http.client`, `ssl`: ~30 ms of the 0.1–0.16 s), and nearly all of the rest is
   imports on both sides; artifactd loads ~240 modules to pypiserver's ~210 (SQLite, pluggy and the
   plugin entry points, click, its configuration model). Measured side by side outside the
   harness the two are 5–10% apart; the harness's median has put artifactd between 1.09× and
-  0.69× of pypiserver over nine runs, on a machine whose start times drift between 0.10 and 0.15 s
-  from minute to minute.
+  0.69× of pypiserver over eleven runs (0.91–0.97× of the wsgiref one in the last two), on
+  machines whose start times drift between 0.10 and 0.16 s.
 - **peak RSS against pypiserver on wsgiref**: idle, the two are the same (~30 MB). artifactd
   grows by ~6 MB with its first uploads — validating metadata loads packaging's metadata and
   specifier parsers and the `email` policy (~2.6 MB), and the zip directories of wheels with
@@ -835,9 +840,9 @@ children.
   few MB more while it serves 16–50 connections at once, a thread each (SQLite connections are
   capped at 8 and handed back during sends). pypiserver on wsgiref parses nothing it stores and
   serves one connection at a time.
-- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.32× over nine runs, 1.32×
-  in the ninth, the first with the digests twine announces hashed while the file streams in and
-  md5/blake2 on a second core): twine's own start-up and hashing dominate the ~1 s for every
+- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.32× over eleven runs,
+  1.26–1.32× in the last three, those with the digests twine announces hashed while the file streams in and
+  md5/blake2 on a second core): twine's own start-up and hashing dominate the 1–2 s for every
   server, and twine sends one file at a time; artifactd's server-side time includes ~65 ms of
   fsync that RELIABILITY requires (8 per file) and pypiserver does not do.
 - **tail latencies**: on this shared 2-core machine p99 moves by ±50% from one run to the next
@@ -901,7 +906,7 @@ def main() -> int:
     info["load average (1/5/15 min) before / after the run"] = (
         f"{' '.join(f'{x:.1f}' for x in load_before)} / {' '.join(f'{x:.1f}' for x in load_after)}")
     from artifactd import __version__
-    info["artifactd"] = __version__ + " (" + (run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "?") + ")"
+    info["artifactd"] = f"{__version__} ({BUILT_FROM})"
     if "pypiserver" in bins:
         info["pypiserver"] = version_of(bins["pypiserver"], "pypiserver") + ", waitress " + version_of(bins["pypiserver"], "waitress")
     if "devpi" in bins:
