@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socketserver
 import sys
 import threading
 import time
 from collections import OrderedDict
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from artifactd.app import App
 from artifactd.fifo import FifoGate
@@ -147,6 +148,85 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+class ConnectionWorkers:
+    """Handler threads that serve one connection after another.
+
+    socketserver's ThreadingMixIn starts a thread for every connection, and ``Thread.start()``
+    returns only once the new thread runs: under load the accept loop waited on the GIL for each
+    (a uv install opens ~50 connections, most at once; thread start-up was ~40% of the server's
+    GIL time in it). Here a handler whose connection ended waits up to ``idle_timeout`` seconds
+    for the next one, handed over through its own queue; at most ``max_idle`` wait at once, the
+    rest end. Connections are still one thread each, and bounded by the server's slots.
+    """
+
+    def __init__(self, serve: Callable[[Any, Any], None], max_idle: int = 16, idle_timeout: float = 30.0) -> None:
+        self._serve = serve
+        self.max_idle, self.idle_timeout = max_idle, idle_timeout
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[Any]] = []  # last in, first out: the most recently busy thread
+        self._closed = False
+        self._live = 0
+
+    def submit(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+            if inbox is None:
+                self._live += 1
+        if inbox is not None:
+            inbox.put((request, client_address))
+            return
+        try:
+            threading.Thread(target=self._run, args=((request, client_address),), name="artifactd-connection",
+                             daemon=True).start()
+        except BaseException:
+            with self._lock:
+                self._live -= 1
+            raise
+
+    def idle(self) -> int:
+        """Threads waiting for a connection."""
+        with self._lock:
+            return len(self._idle)
+
+    def live(self) -> int:
+        """Threads alive, busy or idle."""
+        with self._lock:
+            return self._live
+
+    def close(self) -> None:
+        """Idle threads end now; busy ones end after their connection."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for inbox in idle:
+            inbox.put(None)
+
+    def _run(self, job: tuple[Any, Any] | None) -> None:
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        try:
+            while job is not None:
+                self._serve(*job)
+                job = self._next(inbox)
+        finally:
+            with self._lock:
+                self._live -= 1
+
+    def _next(self, inbox: "queue.SimpleQueue[Any]") -> tuple[Any, Any] | None:
+        with self._lock:
+            if self._closed or len(self._idle) >= self.max_idle:
+                return None
+            self._idle.append(inbox)
+        try:
+            job: tuple[Any, Any] | None = inbox.get(timeout=self.idle_timeout)
+            return job
+        except queue.Empty:
+            with self._lock:
+                if inbox in self._idle:
+                    self._idle.remove(inbox)
+                    return None
+            return inbox.get()  # submit() took this thread as it timed out: the connection is on its way
+
+
 class ArtifactServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -168,6 +248,7 @@ class ArtifactServer(ThreadingHTTPServer):
         self._local_only: dict[str, tuple[Any, bool]] = {}
         self.login_throttle = LoginThrottle()
         self.head_deadlines = HeadDeadlines(self.request_timeout)
+        self.workers = ConnectionWorkers(self.process_request_thread)
         super().__init__(address, Handler)
 
     def server_bind(self) -> None:
@@ -213,7 +294,7 @@ class ArtifactServer(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         try:
-            super().process_request(request, client_address)
+            self.workers.submit(request, client_address)
         except Exception:
             self.slots.release()
             raise
@@ -257,6 +338,7 @@ class ArtifactServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        self.workers.close()
         starter = getattr(self, "_watch_starter", None)
         if starter is not None:
             starter.cancel()

@@ -319,3 +319,57 @@ def test_close_idle_closes_only_what_no_thread_holds(app: App) -> None:
     db.release_thread()
     assert db.close_idle() == 1 and db.close_idle() == 0
     assert db.con.execute("SELECT COUNT(*) FROM artifacts").fetchone() == (0,)  # a fresh one opens
+
+
+# --- connection threads ----------------------------------------------------------------------------
+
+def _eventually(check: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_connection_threads_are_reused_and_bounded() -> None:
+    """A handler thread whose connection ended serves the next one (no thread start per
+    connection); at most max_idle wait, the others end; idle ones end after idle_timeout."""
+    from artifactd.http.server import ConnectionWorkers
+
+    served: list[tuple[str, int]] = []
+    go = threading.Event()
+
+    def serve(request: str, address: Any) -> None:
+        served.append((request, threading.get_ident()))
+        if request.startswith("hold"):
+            go.wait(5)
+
+    workers = ConnectionWorkers(serve, max_idle=2, idle_timeout=2.0)
+    workers.submit("a", None)
+    assert _eventually(lambda: workers.idle() == 1)
+    workers.submit("b", None)
+    assert _eventually(lambda: len(served) == 2 and workers.idle() == 1)
+    assert served[0][1] == served[1][1]  # the same thread
+
+    for i in range(4):  # four at once: the idle one and three new threads
+        workers.submit(f"hold{i}", None)
+    assert _eventually(lambda: len(served) == 6)
+    idents = {ident for _, ident in served[2:]}
+    assert len(idents) == 4
+    assert workers.live() == 4
+    go.set()
+    assert _eventually(lambda: workers.idle() == 2 and workers.live() == 2)  # two wait for work, two ended
+    assert _eventually(lambda: workers.live() == 0, timeout=8)  # idle_timeout: the rest end too
+
+
+def test_connection_threads_end_when_the_server_closes(server: Server) -> None:
+    c = http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10)
+    c.request("GET", "/repository/pypi/simple/", headers={"Connection": "close"})
+    assert c.getresponse().status == 200
+    c.close()
+    workers = server.httpd.workers
+    assert _eventually(lambda: workers.idle() >= 1)
+    workers.close()
+    assert workers.idle() == 0
+    assert _eventually(lambda: workers.live() == 0)  # the idle thread ended at once
