@@ -151,7 +151,7 @@ def artifactd_check_report(app: "App", repository: str, artifacts: Sequence["Art
 
     For a whole repository ``artifacts`` is a sequence that streams from the database when
     iterated, ordered so that one release's files are consecutive (``release_ordered``); look at
-    one release at a time (``artifactd_plugins._common.iter_releases``) and the report holds one
+    one release at a time (``artifactd_plugins.iter_releases``) and the report holds one
     release in memory, not the repository. Indexing it reads every row into a list first.
     """
 

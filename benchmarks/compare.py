@@ -831,7 +831,7 @@ children.
   imports on both sides; artifactd loads ~240 modules to pypiserver's ~210 (SQLite, pluggy and the
   plugin entry points, click, its configuration model). Measured side by side outside the
   harness the two are 5–10% apart; the harness's median has put artifactd between 1.09× and
-  0.69× of pypiserver over eleven runs (0.91–0.97× of the wsgiref one in the last two), on
+  0.69× of pypiserver over twelve runs (0.91–0.99× of the wsgiref one in the last three), on
   machines whose start times drift between 0.10 and 0.16 s.
 - **peak RSS against pypiserver on wsgiref**: idle, the two are the same (~30 MB). artifactd
   grows by ~6 MB with its first uploads — validating metadata loads packaging's metadata and
@@ -840,8 +840,8 @@ children.
   few MB more while it serves 16–50 connections at once, a thread each (SQLite connections are
   capped at 8 and handed back during sends). pypiserver on wsgiref parses nothing it stores and
   serves one connection at a time.
-- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.32× over eleven runs,
-  1.26–1.32× in the last three, those with the digests twine announces hashed while the file streams in and
+- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.37× over twelve runs,
+  1.26–1.37× in the last four, those with the digests twine announces hashed while the file streams in and
   md5/blake2 on a second core): twine's own start-up and hashing dominate the 1–2 s for every
   server, and twine sends one file at a time; artifactd's server-side time includes ~65 ms of
   fsync that RELIABILITY requires (8 per file) and pypiserver does not do.
