@@ -404,7 +404,7 @@ def test_check_report_streams_rows_one_release_at_a_time(tmp_path: Path, monkeyp
     release's files after another; random access still works (it reads them all once)."""
     from artifactd.policy import check_report
     from artifactd.store import db as dbmod
-    from artifactd_plugins._common import iter_releases, releases
+    from artifactd_plugins import iter_releases, releases  # the public spelling for plugin authors
     from tests.dists import make_sdist
 
     app = make_app(tmp_path)
