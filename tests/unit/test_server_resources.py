@@ -373,3 +373,31 @@ def test_connection_threads_end_when_the_server_closes(server: Server) -> None:
     workers.close()
     assert workers.idle() == 0
     assert _eventually(lambda: workers.live() == 0)  # the idle thread ended at once
+
+
+def test_connection_handed_over_as_the_idle_thread_times_out_is_served() -> None:
+    """The race between an idle thread's timeout and submit() taking that thread: the connection
+    submit() handed over must be served by it, not dropped, and no other thread started."""
+    import queue
+
+    from artifactd.http.server import ConnectionWorkers
+
+    workers = ConnectionWorkers(lambda request, address: None, max_idle=4, idle_timeout=0.01)
+
+    class Inbox:
+        """Times out just as the accept loop hands it a connection."""
+
+        def __init__(self) -> None:
+            self.items: list[Any] = []
+
+        def put(self, item: Any) -> None:
+            self.items.append(item)
+
+        def get(self, timeout: float | None = None) -> Any:
+            if timeout is not None:
+                workers.submit("late", ("127.0.0.1", 1))  # takes this idle thread: put() below
+                raise queue.Empty
+            return self.items.pop(0)
+
+    assert workers._next(Inbox()) == ("late", ("127.0.0.1", 1))  # type: ignore[arg-type]
+    assert workers.live() == 0 and workers.idle() == 0  # served by this thread; none started
