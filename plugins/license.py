@@ -30,7 +30,6 @@ import pluggy
 from artifactd import hookimpl
 from artifactd.errors import ConfigError
 from artifactd.model import Verdict
-from artifactd.plugins import Hooks
 
 from artifactd_plugins._common import classifiers_of, iter_releases, meta_value
 if TYPE_CHECKING:
@@ -88,16 +87,38 @@ class _State:
 STATE = _State()
 
 
-def expression_of(artifact: "Artifact | None", metadata: Mapping[str, Any]) -> tuple[str | None, str]:
-    """(expression, source): the first provider's answer, else this plugin's own reading."""
-    pm = STATE.pm
-    if pm is not None and artifact is not None:
-        # Other plugins' providers first; ours is trylast so it only answers when they do not.
-        found = Hooks(pm).license_of(artifact, dict(metadata))
+def expression_of(artifact: "Artifact | None", metadata: Mapping[str, Any],
+                  pm: pluggy.PluginManager | None = None) -> tuple[str | None, str]:
+    """(expression, source): the first other provider's answer, else this plugin's own reading.
+
+    The report asks this for every release (50,000 on a large index): this plugin's own reading
+    is worked out once, and the ``artifactd_license_of`` hook is called only when some other
+    plugin implements it (through it, this plugin's trylast answer was the same reading again).
+    """
+    own, source = _from_metadata(metadata)
+    others = _other_providers(pm or STATE.pm) if artifact is not None else None
+    if others is not None:
+        found = others(artifact=artifact, metadata=dict(metadata))
         if found:
-            own, source = _from_metadata(metadata)
             return str(found), source if own == found else "provider"
-    return _from_metadata(metadata)
+    return own, source
+
+
+_OTHERS: list[Any] = [None, None]  # (the hook implementations it was built for, the subset caller)
+
+
+def _other_providers(pm: pluggy.PluginManager | None) -> Any:
+    """``artifactd_license_of`` without this plugin's own implementation; None when no other
+    plugin implements it."""
+    if pm is None:
+        return None
+    impls = tuple(i for i in pm.hook.artifactd_license_of.get_hookimpls() if i.function is not artifactd_license_of)
+    if not impls:
+        return None
+    if _OTHERS[0] != impls:
+        ours = [i.plugin for i in pm.hook.artifactd_license_of.get_hookimpls() if i.function is artifactd_license_of]
+        _OTHERS[:] = [impls, pm.subset_hook_caller("artifactd_license_of", remove_plugins=ours)]
+    return _OTHERS[1]
 
 
 def _from_metadata(metadata: Mapping[str, Any]) -> tuple[str | None, str]:
@@ -177,14 +198,12 @@ def artifactd_check_report(app: "App", repository: str, artifacts: Sequence["Art
     packages: list[dict[str, Any]] = []
     for (project, version), files in iter_releases(artifacts):
         art = files[0]
-        found = app.hooks.license_of(art, art.metadata)
-        own, source = _from_metadata(art.metadata)
-        expression = found or own
+        expression, source = expression_of(art, art.metadata, app.pm)
         verdict = judge(expression, settings)
         counts[verdict.decision] += 1
         packages.append({
             "package": project, "name": art.project_name or project, "version": version,
-            "expression": expression, "source": source if own == expression else "provider",
+            "expression": expression, "source": source,
             "decision": verdict.decision, "chosen": verdict.chosen, "reason": verdict.reason,
         })
     order = {"deny": 0, "review": 1, "allow": 2}

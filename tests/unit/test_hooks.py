@@ -305,13 +305,21 @@ def test_hook_license_of(tmp_path: Path, wheel: Path) -> None:
     class Table:
         @hookimpl
         def artifactd_license_of(self, artifact: Artifact) -> str | None:
-            return "Apache-2.0" if artifact.project == "demo" else None
+            return {"demo": "Apache-2.0", "third": "BSD-3-Clause"}.get(artifact.project or "")
 
     app = make_app(tmp_path, Table(), config='[plugins.license]\ndeny = ["Apache-2.0"]\n')
     art = upload(app, make_wheel(tmp_path / "x", "other", "1.0", license_expression="MIT"))
     assert app.hooks.license_of(art, art.metadata) == "MIT"  # built-in provider answers last
     with pytest.raises(Forbidden, match="Apache-2.0"):  # the provider's answer drives the license gate
         upload(app, wheel)
+    # ... and the report: the provider's answer where it gives one, the file's own metadata elsewhere
+    upload(app, make_wheel(tmp_path / "t", "third", "1.0", license_expression="MIT"))
+    from artifactd.policy import check_report
+
+    section = check_report(app, "pypi-local")["repositories"][0]["sections"]["license"]
+    pkgs = {p["package"]: p for p in section["packages"]}
+    assert (pkgs["third"]["expression"], pkgs["third"]["source"]) == ("BSD-3-Clause", "provider")
+    assert pkgs["other"]["expression"] == "MIT" and pkgs["other"]["source"] != "provider"
 
 
 def test_hook_upstream_auth(tmp_path: Path) -> None:
