@@ -42,12 +42,17 @@ def releases(artifacts: Iterable["Artifact"]) -> dict[tuple[str, str], list["Art
     """PyPI artifacts grouped by (normalized project, version), wheels before sdists."""
     out: dict[tuple[str, str], list[Artifact]] = {}
     for art in artifacts:
-        if art.kind != "pypi" or not art.project or not art.version:
-            continue
-        out.setdefault((art.project, art.version), []).append(art)
+        if (key := _release_key(art)) is not None:
+            out.setdefault(key, []).append(art)
     for files in out.values():
         _wheels_first(files)
     return out
+
+
+def _release_key(art: "Artifact") -> tuple[str, str] | None:
+    if art.kind != "pypi" or not art.project or not art.version:
+        return None
+    return art.project, art.version
 
 
 def _wheels_first(files: list["Artifact"]) -> list["Artifact"]:
@@ -67,9 +72,8 @@ def iter_releases(artifacts: Iterable["Artifact"]) -> Iterator[tuple[tuple[str, 
     key: tuple[str, str] | None = None
     files: list[Artifact] = []
     for art in artifacts:
-        if art.kind != "pypi" or not art.project or not art.version:
+        if (k := _release_key(art)) is None:
             continue
-        k = (art.project, art.version)
         if k != key:
             if key is not None:
                 yield key, _wheels_first(files)

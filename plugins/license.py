@@ -112,11 +112,12 @@ def _other_providers(pm: pluggy.PluginManager | None) -> Any:
     plugin implements it."""
     if pm is None:
         return None
-    impls = tuple(i for i in pm.hook.artifactd_license_of.get_hookimpls() if i.function is not artifactd_license_of)
+    everyone = pm.hook.artifactd_license_of.get_hookimpls()
+    impls = tuple(i for i in everyone if i.function is not artifactd_license_of)
     if not impls:
         return None
     if _OTHERS[0] != impls:
-        ours = [i.plugin for i in pm.hook.artifactd_license_of.get_hookimpls() if i.function is artifactd_license_of]
+        ours = [i.plugin for i in everyone if i.function is artifactd_license_of]
         _OTHERS[:] = [impls, pm.subset_hook_caller("artifactd_license_of", remove_plugins=ours)]
     return _OTHERS[1]
 

@@ -211,7 +211,7 @@ class ConnectionWorkers:
             with self._lock:
                 self._live -= 1
 
-    def _next(self, inbox: "queue.SimpleQueue[Any]") -> tuple[Any, Any] | None:
+    def _next(self, inbox: queue.SimpleQueue[Any]) -> tuple[Any, Any] | None:
         with self._lock:
             if self._closed or len(self._idle) >= self.max_idle:
                 return None

@@ -73,9 +73,11 @@ def worst(findings: Sequence[dict[str, Any]]) -> str | None:
 
 # --- per repository --------------------------------------------------------------------------------
 
-def _counts(rep: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
-    health = rep["sections"].get("health") or {}
-    lic = rep["sections"].get("license") or {}
+def _sections_of(rep: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return rep["sections"].get("health") or {}, rep["sections"].get("license") or {}
+
+
+def _counts(health: dict[str, Any], lic: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
     findings = (health.get("summary") or {}).get("findings") or {}
     return ({s: int(findings.get(s, 0)) for s in SEVERITIES},
             {d: int((lic.get("summary") or {}).get(d, 0)) for d in LICENSE_DECISIONS})
@@ -84,9 +86,8 @@ def _counts(rep: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
 def repository_report(app: "App", repo: str) -> dict[str, Any]:
     """Counts by severity and license decision, and the releases with findings, worst first."""
     rep = policy.check_report(app, repo)["repositories"][0]
-    health = rep["sections"].get("health") or {}
-    lic = rep["sections"].get("license") or {}
-    counts, licenses = _counts(rep)
+    health, lic = _sections_of(rep)
+    counts, licenses = _counts(health, lic)
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for p in health.get("packages") or []:
         merged[(p["package"], p["version"])] = {
@@ -113,7 +114,7 @@ def repository_report(app: "App", repo: str) -> dict[str, Any]:
 
 def summary(app: "App", repo: str) -> dict[str, int]:
     """The home page's counts: from the sections' summaries, without merging their package lists."""
-    counts, licenses = _counts(policy.check_report(app, repo)["repositories"][0])
+    counts, licenses = _counts(*_sections_of(policy.check_report(app, repo)["repositories"][0]))
     out = {k: v for k, v in counts.items() if v}
     if licenses["deny"]:
         out["license-denied"] = licenses["deny"]
