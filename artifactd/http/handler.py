@@ -30,6 +30,7 @@ from artifactd.formats.pypi import simple
 from artifactd.formats.pypi.names import normalize
 from artifactd.http import throttle
 from artifactd.http.fastparse import FastParseMixin
+from artifactd.http.loop import prefixed_reader
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
 
@@ -82,9 +83,69 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go in separate sends: no 40 ms delayed-ACK stalls
 
     # --- plumbing ---------------------------------------------------------------------
+    parked = False  # True once handle() gave the connection back to the server's connection loop
+    _pending = b""  # response bytes the connection loop could not send without blocking
+    _close_after = False
+
+    @classmethod
+    def for_loop(cls, server: "ArtifactServer", sock: socket.socket, client_address: Any) -> "Handler":
+        """A handler for the connection loop's inline requests (``serve_inline``): no thread, no setup."""
+        h = cls.__new__(cls)
+        h.server, h.request, h.connection, h.client_address = server, sock, sock, client_address
+        h.timeout = server.request_timeout  # type: ignore[misc]
+        h.close_connection = True
+        return h
+
+    def serve_inline(self) -> None:
+        """One request whose whole head is in ``rfile``; the response goes to ``wfile`` (artifactd/http/loop.py)."""
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if FastParseMixin.parse_request(self):  # no head deadline to disarm: the loop keeps it
+                getattr(self, "do_" + self.command)()
+        finally:
+            self.server.app.db.release_thread()
+
     def setup(self) -> None:
         self.timeout = self.server.request_timeout  # type: ignore[misc]  # per-server socket timeout
         super().setup()
+        loop = getattr(self.server, "loop", None)
+        carry = loop.take_carry(self.connection) if loop is not None else None
+        if carry is not None:  # the connection loop read part of the stream, or could not send all of a response
+            buf, self._pending, self._close_after = carry
+            if buf:
+                self.rfile.close()
+                self.rfile = prefixed_reader(self.connection, buf, self.rbufsize if self.rbufsize > 0 else 8192)
+
+    def handle(self) -> None:
+        self.close_connection = True
+        if self._pending:
+            try:
+                self.connection.sendall(self._pending)
+            except OSError:
+                return
+            if self._close_after:
+                return
+        self.handle_one_request()
+        loop = getattr(self.server, "loop", None)
+        while not self.close_connection:
+            if loop is not None and not loop.running:
+                return  # the server is shutting down: the connection ends after the request in progress
+            if self._idle():
+                self.parked = True  # the server gives it to the loop once this handler has finished
+                return
+            self.handle_one_request()
+
+    def _idle(self) -> bool:
+        """Nothing more to read for now, so the connection loop can wait for the next request instead of this thread."""
+        try:
+            self.connection.setblocking(False)
+            try:
+                ahead = self.rfile.peek(1)  # type: ignore[attr-defined]  # what is buffered, or one non-blocking read
+            finally:
+                self.connection.settimeout(self.timeout)
+        except (OSError, ValueError):
+            return False
+        return not ahead
 
     def handle_one_request(self) -> None:
         # The whole request head must arrive within request_timeout (slowloris; http/deadline.py).

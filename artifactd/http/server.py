@@ -16,6 +16,7 @@ from artifactd.app import App
 from artifactd.fifo import FifoGate
 from artifactd.http.handler import Handler
 from artifactd.http.deadline import HeadDeadlines
+from artifactd.http.loop import ConnectionLoop
 from artifactd.http.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,17 @@ class ArtifactServer(ThreadingHTTPServer):
         self.login_throttle = LoginThrottle()
         self.head_deadlines = HeadDeadlines(self.request_timeout)
         self.workers = ConnectionWorkers(self.process_request_thread)
+        self._inline: dict[str, tuple[Any, bool]] = {}
         super().__init__(address, Handler)
+        self.loop = ConnectionLoop(self)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept and serve until shutdown(): the connection loop (artifactd/http/loop.py) plus worker threads."""
+        self.loop.run(poll_interval)
+
+    def shutdown(self) -> None:
+        """Stop serve_forever() and wait for it; idle connections close, requests in progress finish."""
+        self.loop.stop()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would also ask DNS for the bound address's name (socket.getfqdn):
@@ -273,6 +284,20 @@ class ArtifactServer(ThreadingHTTPServer):
         if len(self._local_only) > 4096:  # names of repositories that do not exist, say
             self._local_only.clear()
         self._local_only[name] = (cfg, answer)
+        return answer
+
+    def inline_pages(self, name: str) -> bool:
+        """Index pages of this repository may be answered on the connection loop: a pypi repository
+        whose pages need no network (``local_only``)."""
+        cfg = self.app.config
+        hit = self._inline.get(name)
+        if hit is not None and hit[0] is cfg:
+            return hit[1]
+        repo = cfg.repo(name)
+        answer = repo is not None and repo.format == "pypi" and self.local_only(name)
+        if len(self._inline) > 4096:
+            self._inline.clear()
+        self._inline[name] = (cfg, answer)
         return answer
 
     def maybe_reload(self) -> None:
@@ -308,11 +333,18 @@ class ArtifactServer(ThreadingHTTPServer):
         log.exception("error serving a connection from %s", client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        parked = False
         try:
-            super().process_request_thread(request, client_address)
+            handler_class: Any = self.RequestHandlerClass
+            parked = handler_class(request, client_address, self).parked
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
             self.app.db.release_thread()
-            self.slots.release()
+            # An idle keep-alive connection goes back to the loop, still holding its slot.
+            if not (parked and self.loop.park(request, client_address)):
+                self.shutdown_request(request)
+                self.slots.release()
 
     def server_activate(self) -> None:
         super().server_activate()
@@ -338,6 +370,8 @@ class ArtifactServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        self.loop.stop()
+        self.loop.close()
         self.workers.close()
         starter = getattr(self, "_watch_starter", None)
         if starter is not None:

@@ -1,0 +1,404 @@
+"""The connection loop: one thread owns every idle keep-alive connection and answers index pages.
+
+Thread per connection made the GIL the bottleneck under load. At 16 keep-alive connections a
+cached index page cost ~178 µs of CPU against ~105 µs at one connection: the difference was
+sixteen threads waking from ``recv``, queueing for the GIL and handing it on. Here one thread
+waits on all connections with ``selectors`` (as gunicorn's gthread worker and waitress do) and:
+
+* accepts connections, holding one of the server's slots for each (past ``max_connections`` a new
+  connection waits up to ``slot_wait`` here, without a thread, then gets its 503);
+* reads request heads; a ``GET``/``HEAD`` of a pypi repository's index page that needs no network
+  (hosted, or a group of hosted) and no password check runs right here, through the same
+  ``Handler`` code, and its response goes out in one non-blocking send;
+* hands every other request (uploads, files, proxies, the web UI, password logins, anything odd)
+  to a worker thread with the bytes already read; the worker gives the connection back once it
+  is idle again;
+* drops a connection whose next request head is not complete within ``request_timeout``
+  (slowloris, idle keep-alive), counted in ``head_deadlines.dropped`` like the workers' drops.
+
+Only page work that runs one at a time anyway (see artifactd/fifo.py) happens on this thread.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import re
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from artifactd.auth import TOKEN_PREFIX
+
+if TYPE_CHECKING:
+    from artifactd.http.server import ArtifactServer
+
+log = logging.getLogger(__name__)
+
+_MAX_HEAD = 65536  # more than this without a complete head: the worker's parser gives the 414/431
+_SWEEP = 0.25  # seconds between deadline sweeps
+_TOKEN_PREFIX = TOKEN_PREFIX.encode()
+_PLAUSIBLE = re.compile(rb"[A-Za-z]{0,20}(?: |$)")  # how a request line starts, or a prefix of that
+
+
+class _Conn:
+    __slots__ = ("sock", "addr", "buf", "deadline", "handler")
+
+    def __init__(self, sock: socket.socket, addr: Any, buf: bytes, deadline: float) -> None:
+        self.sock, self.addr, self.buf, self.deadline = sock, addr, buf, deadline
+        self.handler: Any = None
+
+
+class _Out:
+    """The inline handler's ``wfile``: a response is collected, then sent in one go."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class PrefixedSocketIO(socket.SocketIO):
+    """A socket's raw reader that first returns bytes the loop already read from it."""
+
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+        super().__init__(sock, "rb")
+        self._prefix = memoryview(prefix)
+
+    def readinto(self, b: Any) -> int | None:
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return super().readinto(b)
+
+
+def prefixed_reader(sock: socket.socket, prefix: bytes, buffering: int = io.DEFAULT_BUFFER_SIZE) -> io.BufferedReader:
+    """What ``sock.makefile("rb")`` returns, reading ``prefix`` first."""
+    raw = PrefixedSocketIO(sock, prefix)
+    sock._io_refs += 1  # type: ignore[attr-defined]  # as makefile() counts its readers
+    return io.BufferedReader(raw, buffering)
+
+
+def head_end(buf: bytes) -> int:
+    """Where the request head ends (after its blank line), as the stdlib's line reader sees it; -1 if not yet."""
+    a = buf.find(b"\n\r\n")
+    b = buf.find(b"\n\n")
+    if a < 0:
+        return b + 2 if b >= 0 else -1
+    if b < 0 or a < b:
+        return a + 3
+    return b + 2
+
+
+def cheap_credentials(value: bytes) -> bool:
+    """An Authorization value that is checked with a hash and a lookup (a token), not a password's scrypt."""
+    value = value.strip()
+    scheme, _, rest = value.partition(b" ")
+    scheme = scheme.lower()
+    if scheme == b"bearer":
+        return True
+    if scheme != b"basic":
+        return False
+    try:
+        user, _, secret = base64.b64decode(rest.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return False
+    return user == b"__token__" or secret.startswith(_TOKEN_PREFIX)
+
+
+class ConnectionLoop:
+    def __init__(self, server: "ArtifactServer") -> None:
+        self.server = server
+        self._lock = threading.Lock()
+        self._running = False
+        self._stop = False
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._returned: list[tuple[socket.socket, Any]] = []
+        self._carry: dict[socket.socket, tuple[bytes, bytes, bool]] = {}
+        self._waiting: deque[tuple[socket.socket, Any, float]] = deque()
+        self._conns: dict[socket.socket, _Conn] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.inline_served = 0
+        self.handed_off = 0
+
+    # --- called from other threads -------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def park(self, sock: socket.socket, addr: Any) -> bool:
+        """A worker gives back an idle keep-alive connection. False when the loop is not running."""
+        with self._lock:
+            if not self._running or self._stop:
+                return False
+            self._returned.append((sock, addr))
+        self._wake()
+        return True
+
+    def take_carry(self, sock: socket.socket) -> tuple[bytes, bytes, bool] | None:
+        """What the loop read (and did not yet send) for a connection it handed to a worker."""
+        return self._carry.pop(sock, None)
+
+    def stop(self) -> None:
+        """Ask the loop to end and wait until it has. Before run(), the request holds: run() then returns at once."""
+        with self._lock:
+            self._stop = True
+            if not self._running:
+                return
+        self._wake()
+        self._stopped.wait()
+
+    def open_connections(self) -> int:
+        """Connections the loop holds right now (idle or reading a head)."""
+        return len(self._conns)
+
+    def close(self) -> None:
+        for s in (self._wake_r, self._wake_w):
+            s.close()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already pending, or closing
+
+    # --- the loop ------------------------------------------------------------------------
+    def run(self, poll_interval: float = 0.5) -> None:
+        with self._lock:
+            if self._stop:  # shutdown() came first (socketserver's serve_forever behaves the same)
+                self._stop = False
+                return
+            self._running = True  # from here on stop() waits for the finally below
+            self._stopped.clear()
+        srv = self.server
+        sel = selectors.DefaultSelector()
+        try:
+            listener = srv.socket
+            listener.setblocking(False)
+            sel.register(listener, selectors.EVENT_READ, None)
+            sel.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
+            next_sweep = time.monotonic() + _SWEEP
+            while not self._stop:
+                events = sel.select(0.05 if self._waiting else min(poll_interval, _SWEEP))
+                for key, _ in events:
+                    data = key.data
+                    if data is None:
+                        self._accept(sel, listener)
+                    elif data is self._wake_r:
+                        self._drain_wake()
+                    else:
+                        self._readable(sel, data)
+                if self._returned:
+                    with self._lock:
+                        returned, self._returned = self._returned, []
+                    for sock, addr in returned:
+                        self._add(sel, sock, addr, b"")
+                if self._waiting:
+                    self._admit(sel)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(sel, now)
+                    next_sweep = now + _SWEEP
+                srv.service_actions()
+        finally:
+            with self._lock:
+                self._running = False
+                returned, self._returned = self._returned, []
+            for conn in list(self._conns.values()):
+                self._close(sel, conn)
+            for sock, _addr in returned:
+                self._shut(sock)
+            while self._waiting:
+                sock, _addr, _deadline = self._waiting.popleft()
+                srv.shutdown_request(sock)
+            sel.close()
+            self._stop = False
+            self._stopped.set()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _accept(self, sel: selectors.BaseSelector, listener: socket.socket) -> None:
+        srv = self.server
+        for _ in range(64):
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, say: the next select tries again
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            if srv.slots.acquire(blocking=False):
+                self._add(sel, sock, addr, b"")
+            else:
+                self._waiting.append((sock, addr, time.monotonic() + srv.slot_wait))
+
+    def _admit(self, sel: selectors.BaseSelector) -> None:
+        """Connections waiting for a slot: in arrival order while slots free up; a 503 once they waited too long."""
+        srv = self.server
+        while self._waiting and srv.slots.acquire(blocking=False):
+            sock, addr, _deadline = self._waiting.popleft()
+            self._add(sel, sock, addr, b"")
+        now = time.monotonic()
+        while self._waiting and self._waiting[0][2] <= now:
+            sock, _addr, _deadline = self._waiting.popleft()
+            try:
+                sock.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\n"
+                          b"Connection: close\r\nRetry-After: 1\r\n\r\nserver is too busy\r\n")
+            except OSError:
+                pass
+            srv.shutdown_request(sock)
+
+    def _add(self, sel: selectors.BaseSelector, sock: socket.socket, addr: Any, buf: bytes) -> None:
+        try:
+            sock.setblocking(False)
+            conn = _Conn(sock, addr, buf, time.monotonic() + self.server.request_timeout)
+            sel.register(sock, selectors.EVENT_READ, conn)
+        except (OSError, ValueError):  # closed meanwhile
+            self._shut(sock)
+            return
+        self._conns[sock] = conn
+        if buf:
+            self._serve(sel, conn)
+
+    def _shut(self, sock: socket.socket) -> None:
+        self.server.shutdown_request(sock)
+        self.server.slots.release()
+
+    def _close(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        self._conns.pop(conn.sock, None)
+        try:
+            sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        self._shut(conn.sock)
+
+    def _sweep(self, sel: selectors.BaseSelector, now: float) -> None:
+        for conn in [c for c in self._conns.values() if c.deadline <= now]:
+            self.server.head_deadlines.dropped += 1
+            self._close(sel, conn)
+
+    def _readable(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(sel, conn)
+            return
+        conn.buf = conn.buf + data if conn.buf else data
+        self._serve(sel, conn)
+
+    def _serve(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        """Answer the complete requests in the buffer that can be answered here; hand off at the first other."""
+        while conn.buf:
+            buf = conn.buf
+            end = head_end(buf)
+            if end < 0:
+                if len(buf) > _MAX_HEAD or not _PLAUSIBLE.match(buf):
+                    # Not the start of an HTTP request (a TLS hello, say): the stdlib's parser answers
+                    # it at once, as it did before the loop; waiting would leave the client hanging.
+                    self._hand_off(sel, conn)
+                return  # wait for the rest of the head (the sweep ends a slow one)
+            head = buf[:end]
+            if not self._inline_ok(head):
+                self._hand_off(sel, conn)
+                return
+            conn.buf = buf[end:]
+            try:
+                data, close = self._run_inline(conn, head)
+            except Exception:
+                log.exception("error serving %s", conn.addr)
+                self._close(sel, conn)
+                return
+            if data:
+                try:
+                    sent = conn.sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    self._close(sel, conn)
+                    return
+                if sent < len(data):  # the client reads slowly: a worker finishes the send, blocking
+                    self._hand_off(sel, conn, data[sent:], close)
+                    return
+            if close:
+                self._close(sel, conn)
+                return
+            conn.deadline = time.monotonic() + self.server.request_timeout
+
+    def _inline_ok(self, head: bytes) -> bool:
+        if not (head.startswith(b"GET /repository/") or head.startswith(b"HEAD /repository/")):
+            return False
+        line = head[: head.find(b"\n")].split()
+        if len(line) != 3 or line[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+            return False
+        segs = line[1].split(b"/", 4)
+        if len(segs) < 5 or segs[3] != b"simple":
+            return False
+        if not self.server.inline_pages(segs[2].decode("latin-1")):
+            return False
+        low = head.lower()
+        if b"\ncontent-length:" in low or b"\ntransfer-encoding:" in low or b"\nexpect:" in low:
+            return False
+        at = low.find(b"\nauthorization:")
+        if at >= 0:
+            eol = head.find(b"\n", at + 1)
+            if not cheap_credentials(head[at + 15: eol]) or low.find(b"\nauthorization:", eol) >= 0:
+                return False
+        return True
+
+    def _run_inline(self, conn: _Conn, head: bytes) -> tuple[bytes, bool]:
+        h = conn.handler
+        if h is None:
+            handler_class: Any = self.server.RequestHandlerClass
+            h = conn.handler = handler_class.for_loop(self.server, conn.sock, conn.addr)
+        out = _Out()
+        h.rfile = io.BytesIO(head)
+        h.wfile = out
+        h.serve_inline()
+        self.inline_served += 1
+        parts = out.parts
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), h.close_connection
+
+    def _hand_off(self, sel: selectors.BaseSelector, conn: _Conn, pending: bytes = b"", close: bool = False) -> None:
+        self._conns.pop(conn.sock, None)
+        try:
+            sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        self._carry[conn.sock] = (conn.buf, pending, close)
+        self.handed_off += 1
+        try:
+            self.server.workers.submit(conn.sock, conn.addr)
+        except Exception:
+            log.exception("could not hand a connection to a worker")
+            self._carry.pop(conn.sock, None)
+            self._shut(conn.sock)

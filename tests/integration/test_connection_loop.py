@@ -1,0 +1,284 @@
+"""The connection loop (artifactd/http/loop.py): index pages answered on the loop thread, everything
+else handed to a worker with the bytes already read, and connections given back once idle."""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urljoin
+
+import pytest
+
+from artifactd import service
+from artifactd.app import App
+from artifactd.auth import hash_password
+from artifactd.http.loop import cheap_credentials, head_end
+from artifactd.http.server import ArtifactServer, serve_in_thread
+from tests.conftest import Server
+from tests.dists import make_wheel
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def _eventually(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def read_response(f: "socket.SocketIO | object") -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length from a buffered socket reader."""
+    status_line = f.readline()  # type: ignore[attr-defined]
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):  # type: ignore[attr-defined]
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = f.read(int(headers["content-length"])) if "content-length" in headers else b""  # type: ignore[attr-defined]
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.fixture
+def loaded(server: Server, tmp_path: Path) -> Server:
+    for v in ("1.0", "1.1"):
+        service.upload_file(server.app, "pypi-local", make_wheel(tmp_path / "w", "demo", v))
+    return server
+
+
+def test_pages_on_one_connection_stay_on_the_loop(loaded: Server) -> None:
+    loop, workers = loaded.httpd.loop, loaded.httpd.workers
+    before = loop.inline_served
+    c = http.client.HTTPConnection("127.0.0.1", loaded.httpd.server_address[1], timeout=10)
+    for path in ("/repository/pypi/simple/", "/repository/pypi/simple/demo/", "/repository/pypi-local/simple/demo/"):
+        c.request("GET", path, headers={"Accept": JSON})
+        r = c.getresponse()
+        assert r.status == 200
+        assert "demo" in json.dumps(json.loads(r.read()))
+    c.request("HEAD", "/repository/pypi/simple/demo/")
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b"" and int(r.headers["Content-Length"]) > 0
+    c.close()
+    assert loop.inline_served - before == 4
+    assert workers.live() == 0  # no thread was needed for any of them
+
+
+def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Server) -> None:
+    loop = loaded.httpd.loop
+    served, handed = loop.inline_served, loop.handed_off
+    c = http.client.HTTPConnection("127.0.0.1", loaded.httpd.server_address[1], timeout=10)
+    c.request("GET", "/repository/pypi/simple/demo/")
+    r = c.getresponse()
+    assert r.status == 200
+    link = urljoin("/repository/pypi/simple/demo/", r.read().decode().split('href="')[1].split("#")[0])
+    c.request("GET", link)  # a file: sent by a worker thread
+    r = c.getresponse()
+    assert r.status == 200 and r.read()[:2] == b"PK"
+    assert _eventually(lambda: loop.open_connections() == 1)  # given back, idle, on the loop
+    c.request("GET", "/repository/pypi/simple/demo/")  # the same connection, on the loop again
+    assert c.getresponse().read()
+    c.request("GET", "/repository/pypi/simple")  # no slash: a redirect, from a worker
+    r = c.getresponse()
+    assert r.status == 301 and r.read() == b""
+    c.close()
+    assert loop.inline_served - served == 2
+    assert loop.handed_off - handed == 2
+
+
+def test_pipelined_requests_answered_in_order_across_the_hand_over(loaded: Server) -> None:
+    u = ("127.0.0.1", loaded.httpd.server_address[1])
+    with socket.create_connection(u, timeout=10) as s:
+        s.sendall(b"GET /repository/pypi/simple/demo/ HTTP/1.1\r\nHost: x\r\nAccept: " + JSON.encode() + b"\r\n\r\n"
+                  b"GET /-/health HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /repository/pypi/simple/ HTTP/1.1\r\nHost: x\r\nAccept: " + JSON.encode() + b"\r\n\r\n"
+                  b"GET /repository/pypi/simple/nope/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        f = s.makefile("rb")
+        status, headers, body = read_response(f)
+        assert status == 200 and json.loads(body)["name"] == "demo"
+        status, headers, body = read_response(f)
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        status, headers, body = read_response(f)
+        assert status == 200 and [p["name"] for p in json.loads(body)["projects"]] == ["demo"]
+        status, headers, body = read_response(f)
+        assert status == 404 and headers.get("connection") == "close"
+        assert f.read() == b""  # and then closed
+
+
+def test_a_head_in_pieces_and_with_bare_newlines(loaded: Server) -> None:
+    u = ("127.0.0.1", loaded.httpd.server_address[1])
+    with socket.create_connection(u, timeout=10) as s:
+        f = s.makefile("rb")
+        for piece in (b"GET /repository/pypi/sim", b"ple/demo/ HTTP/1.1\r\nHo", b"st: x\r\n", b"\r\n"):
+            s.sendall(piece)
+            time.sleep(0.05)
+        status, _, body = read_response(f)
+        assert status == 200 and b"demo-1.1" in body
+        s.sendall(b"GET /repository/pypi/simple/demo/ HTTP/1.1\nHost: x\n\n")  # LF only, as the stdlib accepts
+        status, _, body = read_response(f)
+        assert status == 200 and b"demo-1.1" in body
+
+
+def test_bad_request_lines_answered_the_same(loaded: Server) -> None:
+    u = ("127.0.0.1", loaded.httpd.server_address[1])
+    for req, want in ((b"GET /repository/pypi/simple/ HTTP/2.0\r\n\r\n", 505),
+                      (b"GET /repository/pypi/simple/ HTTP/1.x\r\n\r\n", 400),
+                      (b"GET /repository/pypi/simple/a%0d%0aX:1/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+                      (b"GET /repository/pypi/simple/ HTTP/1.1\r\nAccept: text/plain\r\n\r\n", 406),
+                      (b"GET /repository/pypi/simple/ HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 200)):
+        with socket.create_connection(u, timeout=10) as s:
+            s.sendall(req)
+            resp = s.recv(4096)  # (a request line the stdlib cannot parse gets an HTTP/0.9 answer: no status line)
+            assert resp.startswith(b"HTTP/1.1 %d " % want) or b"Error code: %d" % want in resp, req
+
+
+def test_token_pages_on_the_loop_passwords_on_a_worker(loaded: Server) -> None:
+    app = loaded.app
+    app.db.add_user("alice", hash_password("s3cret-pass"), False, "2026-01-01T00:00:00Z")
+    loop = loaded.httpd.loop
+    port = loaded.httpd.server_address[1]
+    for auth, inline in ((loaded.basic, True), ("Bearer " + loaded.token, True),
+                         ("Basic " + base64.b64encode(b"alice:s3cret-pass").decode(), False)):
+        served = loop.inline_served
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/repository/pypi/simple/demo/", headers={"Authorization": auth})
+        r = c.getresponse()
+        assert r.status == 200 and b"demo-1.0" in r.read()
+        c.close()
+        assert (loop.inline_served - served == 1) is inline, auth
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/repository/pypi/simple/demo/", headers={"Authorization": "Bearer adt_wrong"})
+    r = c.getresponse()
+    assert r.status == 200  # a wrong token where anyone may read: read anonymously, as on a worker
+    c.close()
+    app.set_config(app.config.with_repo(replace(app.config.repo("pypi"), anonymous_read=False)))
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/repository/pypi/simple/demo/", headers={"Authorization": "Bearer adt_wrong"})
+    r = c.getresponse()
+    assert r.status == 401 and r.headers["WWW-Authenticate"]
+    c.close()
+
+
+def test_cheap_credentials_and_head_end() -> None:
+    b64 = base64.b64encode
+    assert cheap_credentials(b" Bearer anything")
+    assert cheap_credentials(b"Basic " + b64(b"__token__:x"))
+    assert cheap_credentials(b"basic " + b64(b"bob:adt_abc"))
+    assert not cheap_credentials(b"Basic " + b64(b"bob:password"))
+    assert not cheap_credentials(b"Basic !!notbase64")
+    assert not cheap_credentials(b"Digest x")
+    assert head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest") == len(b"GET / HTTP/1.1\r\nA: b\r\n\r\n")
+    assert head_end(b"GET / HTTP/1.1\nA: b\n\nrest") == len(b"GET / HTTP/1.1\nA: b\n\n")
+    assert head_end(b"GET / HTTP/1.1\nA: b\n\r\n") == len(b"GET / HTTP/1.1\nA: b\n\r\n")
+    assert head_end(b"GET / HTTP/1.1\r\nA: b\r\n") == -1
+
+
+def test_a_slow_reader_gets_the_whole_page(server: Server, tmp_path: Path) -> None:
+    """A response the loop cannot send at once (the client is not reading) is finished by a worker."""
+    for i in range(40):
+        service.upload_file(server.app, "pypi-local", make_wheel(tmp_path / "w", "big", f"1.{i}"))
+    port = server.httpd.server_address[1]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/repository/pypi/simple/big/")
+    want = c.getresponse().read()
+    c.close()
+    assert len(want) > 12_000
+    server.httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # accepted sockets inherit it
+    handed = server.httpd.loop.handed_off
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    with s:
+        req = b"GET /repository/pypi/simple/big/ HTTP/1.1\r\nHost: x\r\n\r\n"
+        s.sendall(req * 2)
+        assert _eventually(lambda: server.httpd.loop.handed_off > handed)  # before we read anything
+        f = s.makefile("rb")
+        for _ in range(2):
+            status, _, body = read_response(f)
+            assert status == 200 and body == want
+
+
+def test_slot_waiters_are_served_in_order_when_slots_free_up(app: App) -> None:
+    httpd, thread = serve_in_thread(app, max_connections=2)
+    try:
+        port = httpd.server_address[1]
+        first = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        third = socket.create_connection(("127.0.0.1", port), timeout=10)
+        third.sendall(b"GET /repository/pypi/simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        assert httpd.loop.open_connections() == 2  # the third waits for a slot
+        first[0].close()
+        status, _, _ = read_response(third.makefile("rb"))
+        assert status == 200
+        for s in first[1:] + [third]:
+            s.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def stopping(app: App) -> Iterator[tuple[ArtifactServer, threading.Thread]]:
+    httpd, thread = serve_in_thread(app)
+    yield httpd, thread
+    httpd.server_close()
+    thread.join(5)
+
+
+def test_shutdown_closes_idle_connections_and_lets_a_request_finish(stopping: tuple[ArtifactServer, threading.Thread],
+                                                                     tmp_path: Path) -> None:
+    httpd, thread = stopping
+    port = httpd.server_address[1]
+    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    idle.sendall(b"GET /repository/pypi/simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    read_response(idle.makefile("rb"))
+    assert _eventually(lambda: httpd.loop.open_connections() == 1)
+    # A request in a worker when shutdown comes: an upload whose body is still arriving.
+    handed = httpd.loop.handed_off
+    busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+    busy.sendall(b"POST /repository/pypi-local/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                 b"Content-Length: 20\r\n\r\n0123456789")
+    assert _eventually(lambda: httpd.loop.handed_off > handed)
+    httpd.shutdown()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert idle.recv(10) == b""  # the idle keep-alive connection was closed
+    busy.sendall(b"0123456789")
+    status, _, body = read_response(busy.makefile("rb"))  # the one in progress was answered
+    assert status in (400, 401), body
+    assert busy.recv(10) == b""  # and then closed, not given back to a loop that is gone
+    idle.close()
+    busy.close()
+
+
+def test_shutdown_before_serve_forever_starts(app: App) -> None:
+    from artifactd.http.server import make_server
+
+    httpd = make_server(app, "127.0.0.1", 0)
+    httpd.shutdown()  # as socketserver allows: the serve_forever() that follows returns at once
+    t = threading.Thread(target=httpd.serve_forever)
+    t.start()
+    t.join(5)
+    assert not t.is_alive()
+    httpd.server_close()
+
+
+def test_not_http_is_answered_at_once(loaded: Server) -> None:
+    """A TLS hello (a client trying https first, as skopeo does) is not a request head in progress:
+    it gets the stdlib parser's answer at once instead of waiting for a blank line that never comes."""
+    u = ("127.0.0.1", loaded.httpd.server_address[1])
+    with socket.create_connection(u, timeout=5) as s:
+        s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32, 200)) + b"\n" + bytes(40))
+        t0 = time.monotonic()
+        resp = s.recv(4096)
+        assert time.monotonic() - t0 < 2
+        assert b"400" in resp
