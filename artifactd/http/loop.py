@@ -136,6 +136,7 @@ class ConnectionLoop:
         self._wake_w.setblocking(False)
         self.inline_served = 0
         self.handed_off = 0
+        self.given_back = 0
 
     # --- called from other threads -------------------------------------------------------
     @property
@@ -148,6 +149,7 @@ class ConnectionLoop:
             if not self._running or self._stop:
                 return False
             self._returned.append((sock, addr))
+            self.given_back += 1
         self._wake()
         return True
 

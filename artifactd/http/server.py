@@ -234,6 +234,7 @@ class ArtifactServer(ThreadingHTTPServer):
     request_queue_size = 128
     slot_wait = 5.0  # seconds a new connection may wait for a free handler slot before its 503
     watch_delay = 0.5  # seconds after start-up before the watchers (config reload, drop folder) start
+    worker_linger = 1.0  # seconds a worker waits for a connection's next request before the loop takes it back
 
     def __init__(self, app: App, address: tuple[str, int], *, max_connections: int | None = None,
                  timeout: float | None = None) -> None:

@@ -73,7 +73,7 @@ def test_pages_on_one_connection_stay_on_the_loop(loaded: Server) -> None:
 
 def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Server) -> None:
     loop = loaded.httpd.loop
-    served, handed = loop.inline_served, loop.handed_off
+    served, handed, back = loop.inline_served, loop.handed_off, loop.given_back
     c = http.client.HTTPConnection("127.0.0.1", loaded.httpd.server_address[1], timeout=10)
     c.request("GET", "/repository/pypi/simple/demo/")
     r = c.getresponse()
@@ -82,7 +82,11 @@ def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Ser
     c.request("GET", link)  # a file: sent by a worker thread
     r = c.getresponse()
     assert r.status == 200 and r.read()[:2] == b"PK"
-    assert _eventually(lambda: loop.open_connections() == 1)  # given back, idle, on the loop
+    c.request("GET", link + ".metadata")  # asked for at once: the same worker, still lingering, answers
+    r = c.getresponse()
+    assert r.status == 200 and b"Name: demo" in r.read()
+    assert loop.handed_off - handed == 1
+    assert _eventually(lambda: loop.open_connections() == 1)  # after worker_linger: given back, idle, on the loop
     c.request("GET", "/repository/pypi/simple/demo/")  # the same connection, on the loop again
     assert c.getresponse().read()
     c.request("GET", "/repository/pypi/simple")  # no slash: a redirect, from a worker
@@ -91,6 +95,7 @@ def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Ser
     c.close()
     assert loop.inline_served - served == 2
     assert loop.handed_off - handed == 2
+    assert loop.given_back - back == 1  # the redirect's worker still lingers when the client closes
 
 
 def test_pipelined_requests_answered_in_order_across_the_hand_over(loaded: Server) -> None:
@@ -282,3 +287,17 @@ def test_not_http_is_answered_at_once(loaded: Server) -> None:
         resp = s.recv(4096)
         assert time.monotonic() - t0 < 2
         assert b"400" in resp
+
+
+def test_no_linger_gives_the_connection_back_at_once(loaded: Server) -> None:
+    loaded.httpd.worker_linger = 0  # a non-blocking look for a next request, then straight back to the loop
+    loop = loaded.httpd.loop
+    back, handed = loop.given_back, loop.handed_off
+    c = http.client.HTTPConnection("127.0.0.1", loaded.httpd.server_address[1], timeout=10)
+    for _ in range(3):
+        c.request("GET", "/-/health")
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+        assert _eventually(lambda: loop.open_connections() == 1, timeout=2)
+    c.close()
+    assert loop.given_back - back == 3 and loop.handed_off - handed == 3
