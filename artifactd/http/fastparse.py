@@ -16,9 +16,11 @@ from http import HTTPStatus
 from typing import Any
 
 _MAXLINE = 65536
+_KNOWN_VERSIONS = ("HTTP/1.1", "HTTP/1.0")
 _MAXHEADERS = 100
 # What email.feedparser accepts as a header line, minus continuation lines and "From ".
 _SIMPLE = re.compile(r"[\041-\071\073-\176]+:")
+_SIMPLE_BLOCK = re.compile(r"(?:[\041-\071\073-\176]+:[^\r\n]*\r?\n)*")  # lines _SIMPLE accepts, no stray CR
 
 
 def read_headers(fp: Any) -> list[bytes]:
@@ -75,6 +77,14 @@ class Headers(http.client.HTTPMessage):
 
 def parse_headers(fp: Any, _class: type = Headers) -> Any:
     lines = read_headers(fp)
+    block = b"".join(lines[:-1]).decode("iso-8859-1") if lines[-1] in (b"\r\n", b"\n") else None
+    if block is not None and _SIMPLE_BLOCK.fullmatch(block):
+        # Every line a plain "Name: value" (one regex over the block instead of one per line).
+        pairs = []
+        for line in block.split("\n")[:-1]:
+            name, _, value = line.partition(":")
+            pairs.append((name, value.lstrip(" \t").rstrip("\r")))
+        return _message(pairs, _class)
     pairs = []
     for raw in lines[:-1] if lines[-1] in (b"\r\n", b"\n") else lines:
         line = raw.decode("iso-8859-1")
@@ -85,6 +95,10 @@ def parse_headers(fp: Any, _class: type = Headers) -> Any:
             return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
         # email.policy.compat32.header_source_parse: name as is, value lstripped, CR/LF dropped.
         pairs.append((line[: m.end() - 1], line[m.end():].lstrip(" \t").rstrip("\r\n")))
+    return _message(pairs, _class)
+
+
+def _message(pairs: list[tuple[str, str]], _class: type) -> Any:
     msg = _class()
     msg._headers.extend(pairs)  # what Message.set_raw does, for each
     msg.set_payload("")
@@ -115,7 +129,12 @@ class FastParseMixin:
         if len(words) == 0:
             return False
 
-        if len(words) >= 3:  # Enough to determine protocol version
+        if len(words) == 3 and words[2] in _KNOWN_VERSIONS:  # what nearly every client sends: the same outcome, fewer steps
+            version = words[2]
+            if version == "HTTP/1.1" and self.protocol_version >= "HTTP/1.1":  # type: ignore[operator]
+                self.close_connection = False
+            self.request_version = version
+        elif len(words) >= 3:  # Enough to determine protocol version
             version = words[-1]
             try:
                 if not version.startswith("HTTP/"):

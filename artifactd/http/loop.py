@@ -230,6 +230,7 @@ class ConnectionLoop:
                 sock, _addr, _deadline = self._waiting.popleft()
                 srv.shutdown_request(sock)
             sel.close()
+            srv.app.db.release_thread()  # the connection inline requests kept (Handler.serve_inline)
             self._stop = False
             self._stopped.set()
 

@@ -288,6 +288,7 @@ class MetadataStore:
         self._lock = threading.Lock()
         self._returned = threading.Condition(self._lock)  # a connection came back, or one was closed
         self._opening = 0  # connections being opened (counted against MAX_OPEN before they exist)
+        self._kept: set[sqlite3.Connection] = set()  # kept by their thread between requests (end_request)
         self._writers = FifoGate(1)
         self._init_schema()
 
@@ -325,7 +326,7 @@ class MetadataStore:
     def _take(self) -> sqlite3.Connection:
         deadline = None
         with self._lock:
-            while not self._idle and len(self._all) + self._opening >= self.MAX_OPEN:
+            while not self._idle and len(self._all) - len(self._kept) + self._opening >= self.MAX_OPEN:
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.MAX_WAIT
@@ -348,12 +349,30 @@ class MetadataStore:
         if con is not None and not con.in_transaction:
             self.release_thread()
 
+    def end_request(self) -> None:
+        """After a request on a thread that keeps its connection for the next one (the connection
+        loop's: one thread answering requests back to back). A kept connection does not count
+        against MAX_OPEN, so it never makes another thread wait; a transaction left open ends it,
+        as release_thread() does."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            return
+        if con.in_transaction:
+            self.release_thread()
+        elif con not in self._kept:
+            with self._lock:
+                self._kept.add(con)
+                self._returned.notify()
+
     def release_thread(self) -> None:
         """Hand this thread's connection back: to the idle pool, or closed when the pool is full."""
         con = getattr(self._local, "con", None)
         if con is None:
             return
         self._local.con = None
+        if con in self._kept:
+            with self._lock:
+                self._kept.discard(con)
         if con.in_transaction:  # a failed request left a transaction open: never reuse it as is
             try:
                 con.rollback()
@@ -396,6 +415,7 @@ class MetadataStore:
                     pass
             self._all.clear()
             self._idle.clear()
+            self._kept.clear()
         self._local = threading.local()
 
     def _init_schema(self) -> None:

@@ -123,6 +123,33 @@ def test_set_aside_returns_the_connection_but_never_an_open_transaction(app: App
     db.set_aside()  # nothing held: a no-op
 
 
+def test_a_kept_connection_makes_no_other_thread_wait(app: App) -> None:
+    """end_request(): the connection loop keeps its connection between requests, outside MAX_OPEN;
+    an open transaction is never kept."""
+    db = app.db
+    db.release_thread()
+    db.close_idle()
+    db.MAX_OPEN, db.MAX_WAIT = 1, 30.0
+    con = db.con
+    db.end_request()
+    assert db._local.con is con and con in db._kept
+    took: list[float] = []
+
+    def other() -> None:
+        t0 = time.monotonic()
+        db.serial("pypi-local")
+        took.append(time.monotonic() - t0)
+        db.release_thread()
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(10)
+    assert took and took[0] < 5  # opened at once: the kept one does not count
+    con.execute("BEGIN")
+    db.end_request()  # a transaction left open: rolled back and handed back, not kept
+    assert getattr(db._local, "con", None) is None and not con.in_transaction and con not in db._kept
+
+
 def test_failed_transaction_is_rolled_back_before_reuse(app: App) -> None:
     db = app.db
     con = db.con
@@ -139,19 +166,27 @@ def test_failed_transaction_is_rolled_back_before_reuse(app: App) -> None:
 
 
 def test_keep_alive_connection_holds_no_database_connection(server: Server) -> None:
-    c = http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10)
-    for _ in range(3):
-        c.request("GET", "/repository/pypi/simple/")
-        r = c.getresponse()
-        r.read()
-        assert r.status == 200
-    # Between requests the handler thread gives its connection back to the pool (just after the
-    # response is written, so the client may read it first: wait for it, bounded).
+    """Idle keep-alive connections hold no database connection: a worker gives its back after every
+    request, and the connection loop keeps one for all the pages it answers, whatever the number
+    of clients."""
+    db = server.app.db
+    db.release_thread()  # this test thread's own (the fixture made a token with it)
+    clients = [http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10) for _ in range(8)]
+    for c in clients:
+        for path in ("/repository/pypi/simple/", "/-/health", "/repository/pypi/simple/"):
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+    # A worker gives its connection back just after the response is written, so the client may
+    # read it first: wait for it, bounded.
     deadline = time.monotonic() + 5
-    while not server.app.db._idle and time.monotonic() < deadline:
+    while len(db._all) - len(db._idle) > 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert server.app.db._idle
-    c.close()
+    assert len(db._all) - len(db._idle) <= 1  # in use: at most the loop's
+    assert len(db._kept) <= 1 and db._idle
+    for c in clients:
+        c.close()
 
 
 def test_serve_does_not_import_what_it_does_not_need(tmp_path: Path) -> None:
