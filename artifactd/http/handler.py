@@ -30,7 +30,7 @@ from artifactd.formats.pypi import simple
 from artifactd.formats.pypi.names import normalize
 from artifactd.http import throttle
 from artifactd.http.fastparse import FastParseMixin
-from artifactd.http.loop import prefixed_reader
+from artifactd.http.loop import HandOff, prefixed_reader
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
 
@@ -85,6 +85,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- plumbing ---------------------------------------------------------------------
     parked = False  # True once handle() gave the connection back to the server's connection loop
     on_loop = False  # answering on the connection loop's thread (serve_inline), not a worker's
+    loop_kind = False  # the last request was an index page the connection loop answers when cached
+    only_pages = True  # every request on this connection, in this handler, was such a page
     _pending = b""  # response bytes the connection loop could not send without blocking
     _close_after = False
 
@@ -146,8 +148,14 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         connections busy with downloads); handing each such connection back to the loop and out again
         made a uv install ~6% slower than keeping it here for a moment.
         """
+        # A connection that came for pages only (a page to render, handed over by the loop) goes
+        # back at once: the loop answers the cached ones, and a client asking for pages non-stop
+        # would otherwise stay on this thread. Once it has asked for anything else (a file), the
+        # worker lingers, and serves its pages too while it is busy.
+        self.only_pages = self.only_pages and self.loop_kind
+        linger = 0.0 if self.only_pages else self.server.worker_linger
         try:
-            self.connection.settimeout(self.server.worker_linger)
+            self.connection.settimeout(linger)
             try:
                 ahead = self.rfile.peek(1)  # type: ignore[attr-defined]  # what is buffered, or one read
             except TimeoutError:
@@ -157,7 +165,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return False
         # Nothing after a wait is the client's close: the connection ends here, not through the loop.
-        return not ahead and self.server.worker_linger <= 0
+        return not ahead and linger <= 0
 
     def handle_one_request(self) -> None:
         # The whole request head must arrive within request_timeout (slowloris; http/deadline.py).
@@ -312,10 +320,13 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
     def _guard(self, fn: Callable[[], None]) -> None:
         self._body_consumed = False
+        self.loop_kind = False
         self.__dict__.pop("_principal", None)  # one connection carries many requests
         try:
             self.server.maybe_reload()
             fn()
+        except HandOff:
+            raise
         except ArtifactdError as exc:
             if exc.http_status >= 500:
                 log.warning("%s %s: %s", self.command, self.path, exc.message)
@@ -404,6 +415,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             # connection loop answers one request at a time anyway.
             if self.on_loop:
                 return self._route_get(segs)
+            self.loop_kind = True  # a page the loop answers once it is cached
             with self.server.page_gate:
                 return self._route_get(segs)
         return self._route_get(segs)
@@ -518,6 +530,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
               cache_control: str) -> None:
         cached = self.server.pages.get(key, state)
         if cached is None:
+            if self.on_loop:
+                raise HandOff  # rendering is a worker's job: the loop only answers from the cache
             body = render()
             etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
             self.server.pages.put(key, state, body, etag)

@@ -9,7 +9,9 @@ waits on all connections with ``selectors`` (as gunicorn's gthread worker and wa
   connection waits up to ``slot_wait`` here, without a thread, then gets its 503);
 * reads request heads; a ``GET``/``HEAD`` of a pypi repository's index page that needs no network
   (hosted, or a group of hosted) and no password check runs right here, through the same
-  ``Handler`` code, and its response goes out in one non-blocking send;
+  ``Handler`` code, and its response goes out in one non-blocking send -- as long as the page is
+  in the page cache: one to render goes to a worker (``HandOff``), so that a burst of renders after
+  uploads never holds up the other connections' requests behind the loop;
 * hands every other request (uploads, files, proxies, the web UI, password logins, anything odd)
   to a worker thread with the bytes already read; the worker gives the connection back once it
   is idle again;
@@ -43,6 +45,11 @@ _MAX_HEAD = 65536  # more than this without a complete head: the worker's parser
 _SWEEP = 0.25  # seconds between deadline sweeps
 _TOKEN_PREFIX = TOKEN_PREFIX.encode()
 _PLAUSIBLE = re.compile(rb"[A-Za-z]{0,20}(?: |$)")  # how a request line starts, or a prefix of that
+
+
+class HandOff(Exception):
+    """Raised by a handler on the loop before it has answered: this request needs a worker (a page
+    that is not cached: rendering one can take milliseconds, and nothing else may wait on the loop)."""
 
 
 class _Conn:
@@ -337,6 +344,10 @@ class ConnectionLoop:
             conn.buf = buf[end:]
             try:
                 data, close = self._run_inline(conn, head)
+            except HandOff:
+                conn.buf = head + conn.buf  # nothing was answered: the worker reads the request again
+                self._hand_off(sel, conn)
+                return
             except Exception:
                 log.exception("error serving %s", conn.addr)
                 self._close(sel, conn)

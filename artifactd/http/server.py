@@ -6,6 +6,7 @@ import os
 import queue
 import socketserver
 import sys
+import _thread
 import threading
 import time
 from collections import OrderedDict
@@ -177,8 +178,9 @@ class ConnectionWorkers:
             inbox.put((request, client_address))
             return
         try:
-            threading.Thread(target=self._run, args=((request, client_address),), name="artifactd-connection",
-                             daemon=True).start()
+            # Not Thread.start(): it waits until the new thread has run, and under load a new thread
+            # waits for the GIL behind every busy one; the connection loop must not wait with it.
+            _thread.start_new_thread(self._run, ((request, client_address),))
         except BaseException:
             with self._lock:
                 self._live -= 1
@@ -203,6 +205,7 @@ class ConnectionWorkers:
             inbox.put(None)
 
     def _run(self, job: tuple[Any, Any] | None) -> None:
+        threading.current_thread().name = "artifactd-connection"  # (started by _thread: named here)
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         try:
             while job is not None:
