@@ -87,8 +87,6 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     on_loop = False  # answering on the connection loop's thread (serve_inline), not a worker's
     loop_kind = False  # the last request was an index page the connection loop answers when cached
     only_pages = True  # every request on this connection, in this handler, was such a page
-    _pending = b""  # response bytes the connection loop could not send without blocking
-    _close_after = False
 
     @classmethod
     def for_loop(cls, server: "ArtifactServer", sock: socket.socket, client_address: Any) -> "Handler":
@@ -115,22 +113,13 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self.timeout = self.server.request_timeout  # type: ignore[misc]  # per-server socket timeout
         super().setup()
         loop = getattr(self.server, "loop", None)
-        carry = loop.take_carry(self.connection) if loop is not None else None
-        if carry is not None:  # the connection loop read part of the stream, or could not send all of a response
-            buf, self._pending, self._close_after = carry
-            if buf:
-                self.rfile.close()
-                self.rfile = prefixed_reader(self.connection, buf, self.rbufsize if self.rbufsize > 0 else 8192)
+        buf = loop.take_carry(self.connection) if loop is not None else b""
+        if buf:  # the connection loop had read the start of the stream
+            self.rfile.close()
+            self.rfile = prefixed_reader(self.connection, buf, self.rbufsize if self.rbufsize > 0 else 8192)
 
     def handle(self) -> None:
         self.close_connection = True
-        if self._pending:
-            try:
-                self.connection.sendall(self._pending)
-            except OSError:
-                return
-            if self._close_after:
-                return
         self.handle_one_request()
         loop = getattr(self.server, "loop", None)
         while not self.close_connection:

@@ -9,14 +9,15 @@ waits on all connections with ``selectors`` (as gunicorn's gthread worker and wa
   connection waits up to ``slot_wait`` here, without a thread, then gets its 503);
 * reads request heads; a ``GET``/``HEAD`` of a pypi repository's index page that needs no network
   (hosted, or a group of hosted) and no password check runs right here, through the same
-  ``Handler`` code, and its response goes out in one non-blocking send -- as long as the page is
+  ``Handler`` code, and its response goes out in non-blocking sends -- as long as the page is
   in the page cache: one to render goes to a worker (``HandOff``), so that a burst of renders after
   uploads never holds up the other connections' requests behind the loop;
 * hands every other request (uploads, files, proxies, the web UI, password logins, anything odd)
   to a worker thread with the bytes already read; the worker gives the connection back once it
   is idle again;
 * drops a connection whose next request head is not complete within ``request_timeout``
-  (slowloris, idle keep-alive), counted in ``head_deadlines.dropped`` like the workers' drops.
+  (slowloris, idle keep-alive), counted in ``head_deadlines.dropped`` like the workers' drops,
+  and one that takes none of its response for as long.
 
 Only page work that runs one at a time anyway (see artifactd/fifo.py) happens on this thread.
 """
@@ -53,11 +54,13 @@ class HandOff(Exception):
 
 
 class _Conn:
-    __slots__ = ("sock", "addr", "buf", "deadline", "handler")
+    __slots__ = ("sock", "addr", "buf", "deadline", "handler", "out", "close_after")
 
     def __init__(self, sock: socket.socket, addr: Any, buf: bytes, deadline: float) -> None:
         self.sock, self.addr, self.buf, self.deadline = sock, addr, buf, deadline
         self.handler: Any = None
+        self.out: memoryview | None = None  # the rest of a response the socket did not take at once
+        self.close_after = False
 
 
 class _Out:
@@ -135,7 +138,7 @@ class ConnectionLoop:
         self._stopped = threading.Event()
         self._stopped.set()
         self._returned: list[tuple[socket.socket, Any]] = []
-        self._carry: dict[socket.socket, tuple[bytes, bytes, bool]] = {}
+        self._carry: dict[socket.socket, bytes] = {}
         self._waiting: deque[tuple[socket.socket, Any, float]] = deque()
         self._conns: dict[socket.socket, _Conn] = {}
         self._wake_r, self._wake_w = socket.socketpair()
@@ -160,9 +163,9 @@ class ConnectionLoop:
         self._wake()
         return True
 
-    def take_carry(self, sock: socket.socket) -> tuple[bytes, bytes, bool] | None:
-        """What the loop read (and did not yet send) for a connection it handed to a worker."""
-        return self._carry.pop(sock, None)
+    def take_carry(self, sock: socket.socket) -> bytes:
+        """What the loop had read from a connection it handed to a worker."""
+        return self._carry.pop(sock, b"")
 
     def stop(self) -> None:
         """Ask the loop to end and wait until it has. Before run(), the request holds: run() then returns at once."""
@@ -207,12 +210,19 @@ class ConnectionLoop:
                 events = sel.select(0.05 if self._waiting else min(poll_interval, _SWEEP))
                 for key, _ in events:
                     data = key.data
-                    if data is None:
-                        self._accept(sel, listener)
-                    elif data is self._wake_r:
-                        self._drain_wake()
-                    else:
-                        self._readable(sel, data)
+                    try:
+                        if data is None:
+                            self._accept(sel, listener)
+                        elif data is self._wake_r:
+                            self._drain_wake()
+                        elif data.out is not None:
+                            self._writable(sel, data)
+                        else:
+                            self._readable(sel, data)
+                    except Exception:  # a bug must cost one connection, never the loop (and so the server)
+                        log.exception("connection loop: error on %r", data)
+                        if isinstance(data, _Conn):
+                            self._close(sel, data)
                 if self._returned:
                     with self._lock:
                         returned, self._returned = self._returned, []
@@ -310,7 +320,8 @@ class ConnectionLoop:
 
     def _sweep(self, sel: selectors.BaseSelector, now: float) -> None:
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
-            self.server.head_deadlines.dropped += 1
+            if conn.out is None:  # no complete request head in time (a slow reader is not counted here)
+                self.server.head_deadlines.dropped += 1
             self._close(sel, conn)
 
     def _readable(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
@@ -360,13 +371,36 @@ class ConnectionLoop:
                 except OSError:
                     self._close(sel, conn)
                     return
-                if sent < len(data):  # the client reads slowly: a worker finishes the send, blocking
-                    self._hand_off(sel, conn, data[sent:], close)
+                if sent < len(data):  # a large page, or a client that reads slowly: send the rest when it can take it
+                    conn.out, conn.close_after = memoryview(data)[sent:], close
+                    conn.deadline = time.monotonic() + self.server.request_timeout
+                    sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
                     return
             if close:
                 self._close(sel, conn)
                 return
             conn.deadline = time.monotonic() + self.server.request_timeout
+
+    def _writable(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        assert conn.out is not None
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(sel, conn)
+            return
+        conn.out = conn.out[sent:]
+        conn.deadline = time.monotonic() + self.server.request_timeout  # the client reads: it is not stuck
+        if conn.out:
+            return
+        conn.out = None
+        if conn.close_after:
+            self._close(sel, conn)
+            return
+        sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        if conn.buf:  # requests that came while the response was going out
+            self._serve(sel, conn)
 
     def _inline_ok(self, head: bytes) -> bool:
         if not (head.startswith(b"GET /repository/") or head.startswith(b"HEAD /repository/")):
@@ -402,13 +436,13 @@ class ConnectionLoop:
         parts = out.parts
         return (parts[0] if len(parts) == 1 else b"".join(parts)), h.close_connection
 
-    def _hand_off(self, sel: selectors.BaseSelector, conn: _Conn, pending: bytes = b"", close: bool = False) -> None:
+    def _hand_off(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
         self._conns.pop(conn.sock, None)
         try:
             sel.unregister(conn.sock)
         except (KeyError, ValueError):
             pass
-        self._carry[conn.sock] = (conn.buf, pending, close)
+        self._carry[conn.sock] = conn.buf
         self.handed_off += 1
         try:
             self.server.workers.submit(conn.sock, conn.addr)

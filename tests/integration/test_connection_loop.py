@@ -58,6 +58,9 @@ def warm(server: Server) -> None:
             c.request("GET", path, headers={"Accept": accept})
             assert c.getresponse().read()
     c.close()
+    workers, loop = server.httpd.workers, server.httpd.loop
+    # Settled: every worker idle again (so done giving connections back) and the loop holding none.
+    assert _eventually(lambda: workers.idle() == workers.live() and loop.open_connections() == 0)
 
 
 @pytest.fixture
@@ -207,17 +210,20 @@ def test_cheap_credentials_and_head_end() -> None:
 
 
 def test_a_slow_reader_gets_the_whole_page(server: Server, tmp_path: Path) -> None:
-    """A response the loop cannot send at once (the client is not reading) is finished by a worker."""
+    """A response the socket does not take at once (a large page, a client not reading) goes out as
+    the client reads, from the loop, with the pipelined request behind it answered after it."""
     for i in range(40):
         service.upload_file(server.app, "pypi-local", make_wheel(tmp_path / "w", "big", f"1.{i}"))
     port = server.httpd.server_address[1]
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", "/repository/pypi/simple/big/")
-    want = c.getresponse().read()
+    for _ in range(2):  # the first is rendered by a worker, the second comes from the cache
+        c.request("GET", "/repository/pypi/simple/big/")
+        want = c.getresponse().read()
     c.close()
     assert len(want) > 12_000
     server.httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # accepted sockets inherit it
-    handed = server.httpd.loop.handed_off
+    loop = server.httpd.loop
+    handed, served = loop.handed_off, loop.inline_served
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     s.settimeout(10)
@@ -225,11 +231,35 @@ def test_a_slow_reader_gets_the_whole_page(server: Server, tmp_path: Path) -> No
     with s:
         req = b"GET /repository/pypi/simple/big/ HTTP/1.1\r\nHost: x\r\n\r\n"
         s.sendall(req * 2)
-        assert _eventually(lambda: server.httpd.loop.handed_off > handed)  # before we read anything
+        assert _eventually(lambda: loop.inline_served > served)
+        time.sleep(0.2)
+        assert loop.inline_served == served + 1  # the second waits for the first to go out
         f = s.makefile("rb")
         for _ in range(2):
             status, _, body = read_response(f)
             assert status == 200 and body == want
+    assert loop.inline_served == served + 2 and loop.handed_off == handed  # no worker was needed
+
+
+def test_a_client_that_stops_reading_is_dropped_at_request_timeout(server: Server, tmp_path: Path) -> None:
+    for i in range(40):
+        service.upload_file(server.app, "pypi-local", make_wheel(tmp_path / "w", "big", f"1.{i}"))
+    port = server.httpd.server_address[1]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for _ in range(2):
+        c.request("GET", "/repository/pypi/simple/big/")
+        c.getresponse().read()
+    c.close()
+    server.httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    server.httpd.request_timeout = 0.5
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.connect(("127.0.0.1", port))
+    with s:
+        s.sendall(b"GET /repository/pypi/simple/big/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        assert server.httpd.loop.open_connections() == 1  # still sending
+        assert _eventually(lambda: server.httpd.loop.open_connections() == 0, timeout=5)  # given up on
 
 
 def test_slot_waiters_are_served_in_order_when_slots_free_up(app: App) -> None:
@@ -322,3 +352,21 @@ def test_no_linger_gives_the_connection_back_at_once(loaded: Server) -> None:
         assert _eventually(lambda: loop.open_connections() == 1, timeout=2)
     c.close()
     assert loop.given_back - back == 3 and loop.handed_off - handed == 3
+
+
+def test_an_error_in_the_loop_costs_one_connection_not_the_server(loaded: Server, monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    def broken(name: str) -> bool:
+        raise RuntimeError("a bug in the loop's own code")
+
+    monkeypatch.setattr(loaded.httpd, "inline_pages", broken)
+    u = ("127.0.0.1", loaded.httpd.server_address[1])
+    with socket.create_connection(u, timeout=5) as s:
+        s.sendall(b"GET /repository/pypi/simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100) == b""  # that connection is closed
+    assert "connection loop: error" in caplog.text
+    monkeypatch.undo()
+    c = http.client.HTTPConnection(*u, timeout=5)
+    c.request("GET", "/repository/pypi/simple/")  # the loop still serves everyone else
+    assert c.getresponse().status == 200
+    c.close()
