@@ -370,3 +370,34 @@ def test_an_error_in_the_loop_costs_one_connection_not_the_server(loaded: Server
     c.request("GET", "/repository/pypi/simple/")  # the loop still serves everyone else
     assert c.getresponse().status == 200
     c.close()
+
+
+def test_revalidation_and_http10_on_the_loop(loaded: Server) -> None:
+    """If-None-Match gets its 304 from the loop (pip and uv revalidate their cached pages); an
+    HTTP/1.0 request is answered and closed, or kept open when it asks for keep-alive."""
+    warm(loaded)
+    loop = loaded.httpd.loop
+    served = loop.inline_served
+    port = loaded.httpd.server_address[1]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/repository/pypi/simple/demo/", headers={"Accept": JSON})
+    r = c.getresponse()
+    etag = r.headers["ETag"]
+    r.read()
+    c.request("GET", "/repository/pypi/simple/demo/", headers={"Accept": JSON, "If-None-Match": etag})
+    r = c.getresponse()
+    assert r.status == 304 and r.read() == b"" and r.headers["ETag"] == etag
+    c.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /repository/pypi/simple/demo/ HTTP/1.0\r\n\r\n")
+        f = s.makefile("rb")
+        status, headers, body = read_response(f)
+        assert status == 200 and b"demo-1.0" in body and f.read() == b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /repository/pypi/simple/demo/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
+        f = s.makefile("rb")
+        for _ in range(2):
+            status, headers, body = read_response(f)
+            assert status == 200 and b"demo-1.0" in body
+    assert loop.inline_served - served == 5
+
