@@ -123,9 +123,9 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self.handle_one_request()
         loop = getattr(self.server, "loop", None)
         while not self.close_connection:
-            if loop is not None and not loop.running:
+            if loop is not None and loop.shut:
                 return  # the server is shutting down: the connection ends after the request in progress
-            if self._idle():
+            if loop is not None and loop.running and self._idle():
                 self.parked = True  # the server gives it to the loop once this handler has finished
                 return
             self.handle_one_request()

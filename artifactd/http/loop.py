@@ -135,6 +135,7 @@ class ConnectionLoop:
         self._lock = threading.Lock()
         self._running = False
         self._stop = False
+        self.shut = False  # stop() was called (or run() ended): workers end their connections
         self._stopped = threading.Event()
         self._stopped.set()
         self._returned: list[tuple[socket.socket, Any]] = []
@@ -170,7 +171,7 @@ class ConnectionLoop:
     def stop(self) -> None:
         """Ask the loop to end and wait until it has. Before run(), the request holds: run() then returns at once."""
         with self._lock:
-            self._stop = True
+            self._stop = self.shut = True
             if not self._running:
                 return
         self._wake()
@@ -197,6 +198,7 @@ class ConnectionLoop:
                 self._stop = False
                 return
             self._running = True  # from here on stop() waits for the finally below
+            self.shut = False
             self._stopped.clear()
         srv = self.server
         sel = selectors.DefaultSelector()
@@ -238,6 +240,7 @@ class ConnectionLoop:
         finally:
             with self._lock:
                 self._running = False
+                self.shut = True
                 returned, self._returned = self._returned, []
             for conn in list(self._conns.values()):
                 self._close(sel, conn)
