@@ -5,8 +5,8 @@
 Project page render cold (database → page bytes) and cached (page cache hit, as the handler
 does it), the root page of 10,000 projects, repository state(), Accept negotiation, blob
 put/get, a 16 MiB upload stream with the digests a client announced, core-metadata extraction,
-and whole cached-page requests through the real handler on a loopback connection (per 200
-pipelined requests).
+whole cached-page requests through the real handler on a loopback connection (per 200
+pipelined requests), and one cached page as the connection loop answers it (no socket).
 """
 from __future__ import annotations
 
@@ -208,3 +208,36 @@ def test_handler_cached_project_page_requests(benchmark, app: App) -> None:
     finally:
         server.server_close()
     assert set(answered) == {PIPELINED}
+
+
+def test_loop_inline_cached_project_page(benchmark, app: App) -> None:
+    """One cached page request as the connection loop answers it (``Handler.serve_inline``: parse,
+    route, state(), cache hit, response bytes), without the socket: what each request costs the
+    loop thread on top of its recv and send."""
+    import io
+
+    from artifactd.http.loop import _Out
+    from artifactd.http.server import make_server
+
+    server = make_server(app, "127.0.0.1", 0)
+    head = (f"GET /repository/pypi/simple/proj-00042/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: uv/0.13\r\n"
+            f"Accept: {ACCEPTS['uv']}\r\nAccept-Encoding: gzip\r\n\r\n").encode()
+    handler = server.RequestHandlerClass.for_loop(server, None, ("127.0.0.1", 1))
+
+    def warm() -> None:  # rendered once by "a worker": the loop only answers cached pages
+        handler.on_loop = False
+        one()
+        handler.on_loop = True
+
+    def one() -> bytes:
+        handler.rfile = io.BytesIO(head)
+        out = handler.wfile = _Out()
+        handler.serve_inline()
+        return b"".join(out.parts)
+
+    try:
+        warm()
+        answer = benchmark(one)
+    finally:
+        server.server_close()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"proj-00042" in answer
