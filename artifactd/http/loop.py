@@ -313,12 +313,16 @@ class ConnectionLoop:
         self.server.shutdown_request(sock)
         self.server.slots.release()
 
-    def _close(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+    def _forget(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        """The loop stops watching the connection (it is closed, or a worker takes it)."""
         self._conns.pop(conn.sock, None)
         try:
             sel.unregister(conn.sock)
         except (KeyError, ValueError):
             pass
+
+    def _close(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        self._forget(sel, conn)
         self._shut(conn.sock)
 
     def _sweep(self, sel: selectors.BaseSelector, now: float) -> None:
@@ -440,11 +444,7 @@ class ConnectionLoop:
         return (parts[0] if len(parts) == 1 else b"".join(parts)), h.close_connection
 
     def _hand_off(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
-        self._conns.pop(conn.sock, None)
-        try:
-            sel.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        self._forget(sel, conn)
         self._carry[conn.sock] = conn.buf
         self.handed_off += 1
         try:

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 from urllib.parse import urljoin
 
 import pytest
@@ -22,17 +22,9 @@ from artifactd.http.loop import cheap_credentials, head_end
 from artifactd.http.server import ArtifactServer, serve_in_thread
 from tests.conftest import Server
 from tests.dists import make_wheel
+from tests.integration.test_watch_plugins import wait_for as _eventually
 
 JSON = "application/vnd.pypi.simple.v1+json"
-
-
-def _eventually(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def read_response(f: "socket.SocketIO | object") -> tuple[int, dict[str, str], bytes]:
@@ -118,7 +110,9 @@ def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Ser
     c.close()
     assert loop.inline_served - served == 2
     assert loop.handed_off - handed == 2
-    assert loop.given_back - back == 1  # the redirect's worker still lingers when the client closes
+    # Given back twice: after the file's worker lingered in vain, and at once after the redirect
+    # (a /simple URL, which the loop may answer once cached: no linger).
+    assert _eventually(lambda: loop.given_back - back == 2)
 
 
 def test_pipelined_requests_answered_in_order_across_the_hand_over(loaded: Server) -> None:
@@ -212,7 +206,7 @@ def test_cheap_credentials_and_head_end() -> None:
 def test_a_slow_reader_gets_the_whole_page(server: Server, tmp_path: Path) -> None:
     """A response the socket does not take at once (a large page, a client not reading) goes out as
     the client reads, from the loop, with the pipelined request behind it answered after it."""
-    for i in range(40):
+    for i in range(100):  # a page of ~30 kB: more than the small socket buffers below hold
         service.upload_file(server.app, "pypi-local", make_wheel(tmp_path / "w", "big", f"1.{i}"))
     port = server.httpd.server_address[1]
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -220,7 +214,7 @@ def test_a_slow_reader_gets_the_whole_page(server: Server, tmp_path: Path) -> No
         c.request("GET", "/repository/pypi/simple/big/")
         want = c.getresponse().read()
     c.close()
-    assert len(want) > 12_000
+    assert len(want) > 25_000
     server.httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # accepted sockets inherit it
     loop = server.httpd.loop
     handed, served = loop.handed_off, loop.inline_served
@@ -242,7 +236,7 @@ def test_a_slow_reader_gets_the_whole_page(server: Server, tmp_path: Path) -> No
 
 
 def test_a_client_that_stops_reading_is_dropped_at_request_timeout(server: Server, tmp_path: Path) -> None:
-    for i in range(40):
+    for i in range(100):  # a page of ~30 kB: more than the small socket buffers below hold
         service.upload_file(server.app, "pypi-local", make_wheel(tmp_path / "w", "big", f"1.{i}"))
     port = server.httpd.server_address[1]
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
