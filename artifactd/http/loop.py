@@ -13,8 +13,8 @@ waits on all connections with ``selectors`` (as gunicorn's gthread worker and wa
   in the page cache: one to render goes to a worker (``HandOff``), so that a burst of renders after
   uploads never holds up the other connections' requests behind the loop;
 * hands every other request (uploads, files, proxies, the web UI, password logins, anything odd)
-  to a worker thread with the bytes already read; the worker gives the connection back once it
-  is idle again;
+  to a worker thread with the bytes already read; the worker gives the connection back once no
+  next request has come for ``worker_linger`` (at once after pages only);
 * drops a connection whose next request head is not complete within ``request_timeout``
   (slowloris, idle keep-alive), counted in ``head_deadlines.dropped`` like the workers' drops,
   and one that takes none of its response for as long.

@@ -394,4 +394,3 @@ def test_revalidation_and_http10_on_the_loop(loaded: Server) -> None:
             status, headers, body = read_response(f)
             assert status == 200 and b"demo-1.0" in body
     assert loop.inline_served - served == 5
-
