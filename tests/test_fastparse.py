@@ -26,6 +26,13 @@ CASES = [
     b"Mid: a\rb\r\n\r\n",
     b"Truncated: no blank line\r\n",
     b"Authorization: Basic X190b2tlbl9fOnNlY3JldA==\r\nContent-Length: 10\r\n\r\nbody",
+    # Edges of the one-regex path over the whole block:
+    b"Double-CR: x\r\r\n\r\n",
+    b"Mixed: 1\nCRLF: 2\r\nLF: 3\n\r\n",
+    b"Empty:\nAlso-Empty: \r\n\n",
+    b"Tab\tName: x\r\n\r\n",
+    b"Colons: a:b:c\r\nUrl: http://h:1/p\r\n\r\n",
+    b"Trailing: tab\t\r\nSpace: s \r\n\r\n",
 ]
 
 

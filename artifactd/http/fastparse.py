@@ -89,7 +89,7 @@ def parse_headers(fp: Any, _class: type = Headers) -> Any:
     for raw in lines[:-1] if lines[-1] in (b"\r\n", b"\n") else lines:
         line = raw.decode("iso-8859-1")
         m = _SIMPLE.match(line)
-        if m is None or "\r" in line.rstrip("\r\n"):
+        if m is None or "\r" in line.removesuffix("\n").removesuffix("\r"):  # a CR the email parser ends a line at
             import email.parser
 
             return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
