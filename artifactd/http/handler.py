@@ -32,7 +32,7 @@ from artifactd.http import throttle
 from artifactd.http.fastparse import FastParseMixin
 from artifactd.http.loop import HandOff, prefixed_reader
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
-from artifactd.repositories.base import FileFetch, open_or_fetch, project_state
+from artifactd.repositories.base import FileFetch, WouldWait, open_or_fetch, project_state
 
 if TYPE_CHECKING:
     from artifactd.http.server import ArtifactServer
@@ -314,8 +314,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         try:
             self.server.maybe_reload()
             fn()
-        except HandOff:
-            raise
+        except WouldWait:
+            raise  # only on the connection loop: the request goes to a worker, unanswered
         except ArtifactdError as exc:
             if exc.http_status >= 500:
                 log.warning("%s %s: %s", self.command, self.path, exc.message)
@@ -398,15 +398,16 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- GET/HEAD routing ----------------------------------------------------------------
     def _get(self) -> None:
         segs = _segments(self.path)
-        if len(segs) >= 3 and segs[0] == "repository" and segs[2] == "simple" and self.server.local_only(segs[1]):
-            # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
-            # one send): run them one at a time, in arrival order (see artifactd/fifo.py). The
-            # connection loop answers one request at a time anyway.
-            if self.on_loop:
+        if len(segs) >= 3 and segs[0] == "repository" and segs[2] == "simple":
+            if self.on_loop:  # it answers one request at a time anyway
                 return self._route_get(segs)
-            self.loop_kind = True  # a page the loop answers once it is cached
-            with self.server.page_gate:
-                return self._route_get(segs)
+            if self.server.inline_pages(segs[1]):
+                self.loop_kind = True  # a page the loop answers once it is cached (and fresh)
+            if self.server.local_only(segs[1]):
+                # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
+                # one send): run them one at a time, in arrival order (see artifactd/fifo.py).
+                with self.server.page_gate:
+                    return self._route_get(segs)
         return self._route_get(segs)
 
     def _route_get(self, segs: list[str]) -> None:

@@ -36,6 +36,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from artifactd.auth import TOKEN_PREFIX
+from artifactd.repositories.base import WouldWait, forbid_waiting
 
 if TYPE_CHECKING:
     from artifactd.http.server import ArtifactServer
@@ -48,9 +49,10 @@ _TOKEN_PREFIX = TOKEN_PREFIX.encode()
 _PLAUSIBLE = re.compile(rb"[A-Za-z]{0,20}(?: |$)")  # how a request line starts, or a prefix of that
 
 
-class HandOff(Exception):
+class HandOff(WouldWait):
     """Raised by a handler on the loop before it has answered: this request needs a worker (a page
-    that is not cached: rendering one can take milliseconds, and nothing else may wait on the loop)."""
+    that is not cached: rendering one can take milliseconds, and nothing else may wait on the loop).
+    A proxy page due for revalidation raises its base class, :class:`WouldWait`, the same way."""
 
 
 class _Conn:
@@ -202,6 +204,7 @@ class ConnectionLoop:
             self._stopped.clear()
         srv = self.server
         sel = selectors.DefaultSelector()
+        forbid_waiting()  # a proxy page due for revalidation goes to a worker, never waits here
         try:
             listener = srv.socket
             listener.setblocking(False)
@@ -362,7 +365,7 @@ class ConnectionLoop:
             conn.buf = buf[end:]
             try:
                 data, close = self._run_inline(conn, head)
-            except HandOff:
+            except WouldWait:
                 conn.buf = head + conn.buf  # nothing was answered: the worker reads the request again
                 self._hand_off(sel, conn)
                 return

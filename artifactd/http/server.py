@@ -291,14 +291,14 @@ class ArtifactServer(ThreadingHTTPServer):
         return answer
 
     def inline_pages(self, name: str) -> bool:
-        """Index pages of this repository may be answered on the connection loop: a pypi repository
-        whose pages need no network (``local_only``)."""
+        """Index pages of this repository may be answered on the connection loop: any pypi
+        repository (a proxy page due for revalidation raises WouldWait there and goes to a worker)."""
         cfg = self.app.config
         hit = self._inline.get(name)
         if hit is not None and hit[0] is cfg:
             return hit[1]
         repo = cfg.repo(name)
-        answer = repo is not None and repo.format == "pypi" and self.local_only(name)
+        answer = repo is not None and repo.format == "pypi"
         if len(self._inline) > 4096:
             self._inline.clear()
         self._inline[name] = (cfg, answer)

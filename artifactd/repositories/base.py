@@ -6,6 +6,7 @@ is what page caches and ETags are keyed on.
 """
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from artifactd.model import Artifact, ProjectPage, ProjectRef, StoredFile
@@ -13,6 +14,24 @@ from artifactd.model import Artifact, ProjectPage, ProjectRef, StoredFile
 if TYPE_CHECKING:
     from artifactd.app import App
     from artifactd.config import RepoConfig
+
+
+class WouldWait(Exception):
+    """Raised, on a thread that must not wait (the HTTP server's connection loop), where an answer
+    would need the network or another request: a proxy page due for revalidation, say. The caller
+    has answered nothing yet and passes the request to a thread that may wait."""
+
+
+_thread_state = threading.local()
+
+
+def forbid_waiting() -> None:
+    """From now on this thread gets :class:`WouldWait` instead of waiting (see ``may_wait``)."""
+    _thread_state.no_wait = True
+
+
+def may_wait() -> bool:
+    return not getattr(_thread_state, "no_wait", False)
 
 
 class Repository(Protocol):

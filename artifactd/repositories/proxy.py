@@ -61,6 +61,7 @@ from artifactd.formats.pypi.metadata import extract_metadata
 from artifactd.formats.pypi.names import parse_filename
 from artifactd.formats.pypi.upstream import CHUNK, UpstreamClient, UpstreamFile, UpstreamPage, redact
 from artifactd.model import Artifact, DistFile, ProjectPage, ProjectRef, StoredFile, isotime, utcnow
+from artifactd.repositories.base import WouldWait, may_wait
 from artifactd.repositories.hosted import sort_files, sorted_versions, stored
 from artifactd.store.db import NewArtifact
 
@@ -225,6 +226,8 @@ class ProxyPypi:
             return _Entry(status="missing", fetched=now)
         if entry is not None and entry.status == "ok" and now < self._down_until:
             return entry  # the upstream failed moments ago: serve the cached page without waiting
+        if not may_wait():
+            raise WouldWait(f"{self.name}: {normalized} needs revalidating")
         with self._lock:
             plock = self._page_locks.setdefault(normalized, threading.Lock())
         with plock:

@@ -394,3 +394,40 @@ def test_revalidation_and_http10_on_the_loop(loaded: Server) -> None:
             status, headers, body = read_response(f)
             assert status == 200 and b"demo-1.0" in body
     assert loop.inline_served - served == 5
+
+
+def test_fresh_proxy_pages_on_the_loop_revalidation_on_a_worker(server: Server) -> None:
+    """A proxy page within its metadata TTL is answered on the loop, through the group too; one due
+    for revalidation raises WouldWait before anything is answered and a worker asks the upstream."""
+    from tests.integration.test_proxy import add_proxy, empty_pages_upstream
+
+    asked: list[str] = []
+    up = empty_pages_upstream(asked.append)
+    try:
+        add_proxy(server.app, f"http://127.0.0.1:{up.server_address[1]}/simple/", metadata_ttl=1.0)
+        loop = server.httpd.loop
+        c = http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10)
+
+        def fetch(path: str) -> None:
+            c.request("GET", path, headers={"Accept": JSON})
+            r = c.getresponse()
+            assert r.status == 200 and json.loads(r.read())["name"] == "remote-only"
+            assert _eventually(lambda: loop.open_connections() == 1)  # pages only: back on the loop at once
+
+        for path in ("/repository/remote/simple/remote-only/", "/repository/pypi/simple/remote-only/"):
+            fetch(path)  # fetched (or rendered) by a worker
+        assert asked == ["remote-only"]
+        served, handed = loop.inline_served, loop.handed_off
+        for _ in range(3):
+            for path in ("/repository/remote/simple/remote-only/", "/repository/pypi/simple/remote-only/"):
+                fetch(path)
+        assert (loop.inline_served - served, loop.handed_off - handed) == (6, 0) and asked == ["remote-only"]
+        time.sleep(1.1)  # past metadata_ttl
+        fetch("/repository/pypi/simple/remote-only/")
+        assert asked == ["remote-only", "remote-only"] and loop.handed_off - handed == 1
+        fetch("/repository/remote/simple/remote-only/")  # fresh again: the loop
+        assert loop.inline_served - served == 7
+        c.close()
+    finally:
+        up.shutdown()
+        up.server_close()
