@@ -7,11 +7,12 @@ waits on all connections with ``selectors`` (as gunicorn's gthread worker and wa
 
 * accepts connections, holding one of the server's slots for each (past ``max_connections`` a new
   connection waits up to ``slot_wait`` here, without a thread, then gets its 503);
-* reads request heads; a ``GET``/``HEAD`` of a pypi repository's index page that needs no network
-  (hosted, or a group of hosted) and no password check runs right here, through the same
-  ``Handler`` code, and its response goes out in non-blocking sends -- as long as the page is
-  in the page cache: one to render goes to a worker (``HandOff``), so that a burst of renders after
-  uploads never holds up the other connections' requests behind the loop;
+* reads request heads; a ``GET``/``HEAD`` of a pypi repository's index page with no password to
+  check runs right here, through the same ``Handler`` code, and its response goes out in
+  non-blocking sends -- as long as the page is in the page cache and needs no network: one to
+  render goes to a worker (``HandOff``), so that a burst of renders after uploads never holds up
+  the other connections' requests behind the loop, and so does a proxy page due for revalidation
+  (``WouldWait``: this thread is marked as one that may not wait);
 * hands every other request (uploads, files, proxies, the web UI, password logins, anything odd)
   to a worker thread with the bytes already read; the worker gives the connection back once no
   next request has come for ``worker_linger`` (at once after pages only);
