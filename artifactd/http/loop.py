@@ -149,6 +149,8 @@ class ConnectionLoop:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.inline_served = 0
+        self._accept_paused = False
+        self._accept_warned = -1e9
         self.handed_off = 0
         self.given_back = 0
 
@@ -212,6 +214,7 @@ class ConnectionLoop:
             sel.register(listener, selectors.EVENT_READ, None)
             sel.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
             next_sweep = time.monotonic() + _SWEEP
+            self._accept_paused = False
             while not self._stop:
                 events = sel.select(0.05 if self._waiting else min(poll_interval, _SWEEP))
                 for key, _ in events:
@@ -240,6 +243,9 @@ class ConnectionLoop:
                 if now >= next_sweep:
                     self._sweep(sel, now)
                     next_sweep = now + _SWEEP
+                    if self._accept_paused:
+                        self._accept_paused = False
+                        sel.register(listener, selectors.EVENT_READ, None)
                 srv.service_actions()
         finally:
             with self._lock:
@@ -272,15 +278,20 @@ class ConnectionLoop:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of file descriptors, say: the next select tries again
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:  # out of file descriptors, say: pause accepting, or this would spin
+                now = time.monotonic()
+                if now - self._accept_warned > 10.0:
+                    self._accept_warned = now
+                    log.warning("accept failed, pausing new connections for %.2f s at a time: %s", _SWEEP, exc)
+                sel.unregister(listener)
+                self._accept_paused = True
                 return
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            if srv.slots.acquire(blocking=False):
+            if not self._waiting and srv.slots.acquire(blocking=False):  # (never ahead of those waiting)
                 self._add(sel, sock, addr, b"")
             else:
                 self._waiting.append((sock, addr, time.monotonic() + srv.slot_wait))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -20,7 +21,7 @@ from artifactd.app import App
 from artifactd.auth import hash_password
 from artifactd.http.loop import cheap_credentials, head_end
 from artifactd.http.server import ArtifactServer, serve_in_thread
-from tests.conftest import Server
+from tests.conftest import Proc, Server
 from tests.dists import make_wheel
 from tests.integration.test_watch_plugins import wait_for as _eventually
 
@@ -431,3 +432,47 @@ def test_fresh_proxy_pages_on_the_loop_revalidation_on_a_worker(server: Server) 
     finally:
         up.shutdown()
         up.server_close()
+
+
+def test_out_of_file_descriptors_pauses_accepting_instead_of_spinning(server_process: Proc) -> None:
+    """A real server with a 64-descriptor limit: connections past it fail to be accepted. The loop
+    pauses accepting for a moment instead of spinning on a listener that stays readable, keeps
+    serving the connections it has, and takes new ones once descriptors are free again."""
+    import resource
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    server_process.preexec = low_fd_limit
+    server_process.start()
+    pid = server_process.proc.pid  # type: ignore[union-attr]
+    host, port = server_process.url.removeprefix("http://").split(":")
+    first = http.client.HTTPConnection(host, int(port), timeout=10)
+    first.request("GET", "/repository/pypi/simple/")
+    assert first.getresponse().read()
+    flood = []
+    for _ in range(80):  # more than the server has descriptors for
+        try:
+            flood.append(socket.create_connection((host, int(port)), timeout=5))
+        except OSError:
+            break
+
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    time.sleep(0.5)
+    before = cpu_ticks()
+    time.sleep(2.0)
+    busy = (cpu_ticks() - before) / os.sysconf("SC_CLK_TCK") / 2.0
+    assert busy < 0.5, f"the server used {busy:.0%} of a CPU while it could not accept"
+    first.request("GET", "/repository/pypi/simple/")  # an open connection is still served
+    assert first.getresponse().status == 200
+    first.close()
+    for s in flood:
+        s.close()
+    late = http.client.HTTPConnection(host, int(port), timeout=10)
+    late.request("GET", "/repository/pypi/simple/")  # descriptors free again: accepted
+    assert late.getresponse().status == 200
+    late.close()
+    assert "accept failed, pausing new connections" in server_process.log.read_text()
