@@ -819,22 +819,24 @@ children.
   of extra pip CPU against a server without metadata files, whose wheels it downloads instead —
   a trade that pays off over a real network and loses on loopback. uv, which uses the same
   metadata without the double parse, is faster from artifactd than from local files.
-- **uv against pypiserver on waitress** (1.45–2.09× over thirteen runs, 2× or more in three):
-  uv from artifactd is faster than uv from local files (the floor column), so no server can beat
-  pypiserver there by much more than this ratio, and the ratio follows pypiserver's own spread
-  (0.96–1.39 s for one install in the thirteenth run). Against the pypiserver a plain
+- **uv against pypiserver on waitress** (when under 2×; 1.45–2.72× over fourteen runs, 2× or
+  more in four): uv from artifactd is faster than uv from local files (the floor column), so no
+  server can beat pypiserver there by much more than this ratio, and the ratio follows
+  pypiserver's own spread (0.96–1.39 s for one install in the thirteenth run, 0.99–1.95 s in the
+  fourteenth). Against the pypiserver a plain
   `pip install pypiserver` runs (wsgiref) the ratio is ~20×.
 - **root page p50 at 16 connections against pypiserver on wsgiref** (when near 1×): wsgiref serves
   one connection at a time, so a few connections get fast answers while the others wait — its p99
   at 16 connections is 1–2.5 s. artifactd answers in arrival order, so its p50 is the queue in
   front of every request (16 / requests per second): 0.81× in the eleventh and twelfth runs,
-  1.27× in the thirteenth, the first with the connection loop (~6,000 → ~9,900 requests/s).
+  1.27× and 1.29× in the thirteenth and fourteenth, the first with the connection loop (~6,000 →
+  ~10,000 requests/s).
 - **start against pypiserver**: both load the same standard-library HTTP stack (`http.server`
   with `email`, `http.client`, `ssl`: ~30 ms of the 0.1–0.16 s), and nearly all of the rest is
   imports on both sides; artifactd loads ~240 modules to pypiserver's ~210 (SQLite, pluggy and the
   plugin entry points, click, its configuration model). Measured side by side outside the
   harness the two are 5–10% apart; the harness's median has put artifactd between 1.09× and
-  0.69× of pypiserver over thirteen runs (0.91–0.99× of the wsgiref one in the last four), on
+  0.69× of pypiserver over fourteen runs (0.91–0.99× of the wsgiref one in the last five), on
   machines whose start times drift between 0.10 and 0.17 s.
 - **peak RSS against pypiserver on wsgiref**: idle, the two are the same (~30 MB). artifactd
   grows by ~6 MB with its first uploads — validating metadata loads packaging's metadata and
@@ -844,8 +846,8 @@ children.
   cached pages need none since the connection loop; SQLite connections are capped at 8 and
   handed back during sends). pypiserver on wsgiref parses nothing it stores and serves one
   connection at a time.
-- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.43× over thirteen runs,
-  1.26–1.43× in the last five, those with the digests twine announces hashed while the file streams in and
+- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.43× over fourteen runs,
+  1.26–1.43× in the last six, those with the digests twine announces hashed while the file streams in and
   md5/blake2 on a second core): twine's own start-up and hashing dominate the 1–2 s for every
   server, and twine sends one file at a time; artifactd's server-side time includes ~65 ms of
   fsync that RELIABILITY requires (8 per file) and pypiserver does not do.
