@@ -829,7 +829,7 @@ children.
   one connection at a time, so a few connections get fast answers while the others wait — its p99
   at 16 connections is 1–2.5 s. artifactd answers in arrival order, so its p50 is the queue in
   front of every request (16 / requests per second): 0.81× in the eleventh and twelfth runs,
-  1.27× and 1.29× in the thirteenth and fourteenth, the first with the connection loop (~6,000 →
+  1.27× and 1.29× in the thirteenth and fourteenth, the first two with the connection loop (~6,000 →
   ~10,000 requests/s).
 - **start against pypiserver**: both load the same standard-library HTTP stack (`http.server`
   with `email`, `http.client`, `ssl`: ~30 ms of the 0.1–0.16 s), and nearly all of the rest is
