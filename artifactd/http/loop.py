@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 _MAX_HEAD = 65536  # more than this without a complete head: the worker's parser gives the 414/431
 _SWEEP = 0.25  # seconds between deadline sweeps
 _TOKEN_PREFIX = TOKEN_PREFIX.encode()
+TOO_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\n"
+            b"Connection: close\r\nRetry-After: 1\r\n\r\nserver is too busy\r\n")  # past max_connections
 _PLAUSIBLE = re.compile(rb"[A-Za-z]{0,20}(?: |$)")  # how a request line starts, or a prefix of that
 
 
@@ -306,8 +308,7 @@ class ConnectionLoop:
         while self._waiting and self._waiting[0][2] <= now:
             sock, _addr, _deadline = self._waiting.popleft()
             try:
-                sock.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\n"
-                          b"Connection: close\r\nRetry-After: 1\r\n\r\nserver is too busy\r\n")
+                sock.send(TOO_BUSY)
             except OSError:
                 pass
             srv.shutdown_request(sock)

@@ -17,7 +17,7 @@ from artifactd.app import App
 from artifactd.fifo import FifoGate
 from artifactd.http.handler import Handler
 from artifactd.http.deadline import HeadDeadlines
-from artifactd.http.loop import ConnectionLoop
+from artifactd.http.loop import TOO_BUSY, ConnectionLoop
 from artifactd.http.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -156,9 +156,10 @@ class ConnectionWorkers:
     socketserver's ThreadingMixIn starts a thread for every connection, and ``Thread.start()``
     returns only once the new thread runs: under load the accept loop waited on the GIL for each
     (a uv install opens ~50 connections, most at once; thread start-up was ~40% of the server's
-    GIL time in it). Here a handler whose connection ended waits up to ``idle_timeout`` seconds
-    for the next one, handed over through its own queue; at most ``max_idle`` wait at once, the
-    rest end. Connections are still one thread each, and bounded by the server's slots.
+    GIL time in it). Here a thread whose connection ended (or went back to the connection loop)
+    waits up to ``idle_timeout`` seconds for the next one, handed over through its own queue; at
+    most ``max_idle`` wait at once, the rest end. New threads start without waiting for them to
+    run (``_thread``), so the loop that hands connections over never waits on the GIL for one.
     """
 
     def __init__(self, serve: Callable[[Any, Any], None], max_idle: int = 16, idle_timeout: float = 30.0) -> None:
@@ -277,31 +278,27 @@ class ArtifactServer(ThreadingHTTPServer):
 
     def local_only(self, name: str) -> bool:
         """True for a hosted repository, or a group of only such (no upstream, no waiting)."""
-        # Remembered with the configuration it was worked out for, compared by identity: keyed
-        # by id(cfg), an answer could outlive its configuration and be read for a later one
-        # allocated at the same address.
-        cfg = self.app.config
-        hit = self._local_only.get(name)
-        if hit is not None and hit[0] is cfg:
-            return hit[1]
-        answer = _local_only(cfg, name, ())
-        if len(self._local_only) > 4096:  # names of repositories that do not exist, say
-            self._local_only.clear()
-        self._local_only[name] = (cfg, answer)
-        return answer
+        return self._remembered(self._local_only, name, lambda cfg: _local_only(cfg, name, ()))
 
     def inline_pages(self, name: str) -> bool:
         """Index pages of this repository may be answered on the connection loop: any pypi
         repository (a proxy page due for revalidation raises WouldWait there and goes to a worker)."""
+        return self._remembered(self._inline, name, lambda cfg: (repo := cfg.repo(name)) is not None
+                                and repo.format == "pypi")
+
+    def _remembered(self, cache: dict[str, tuple[Any, bool]], name: str, work_out: Callable[[Any], bool]) -> bool:
+        """A per-repository answer, remembered with the configuration it was worked out for.
+
+        Compared by identity: keyed by id(cfg), an answer could outlive its configuration and be
+        read for a later one allocated at the same address."""
         cfg = self.app.config
-        hit = self._inline.get(name)
+        hit = cache.get(name)
         if hit is not None and hit[0] is cfg:
             return hit[1]
-        repo = cfg.repo(name)
-        answer = repo is not None and repo.format == "pypi"
-        if len(self._inline) > 4096:
-            self._inline.clear()
-        self._inline[name] = (cfg, answer)
+        answer = work_out(cfg)
+        if len(cache) > 4096:  # names of repositories that do not exist, say
+            cache.clear()
+        cache[name] = (cfg, answer)
         return answer
 
     def maybe_reload(self) -> None:
@@ -313,11 +310,11 @@ class ArtifactServer(ThreadingHTTPServer):
             self.pages.clear()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # Bound concurrent handler threads; past the bound, answer 503 at once.
+        # socketserver's handle_request() path (serve_forever() accepts in the connection loop):
+        # a slot for the connection, or a 503 after slot_wait.
         if not self.slots.acquire(timeout=self.slot_wait):
             try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 20\r\n"
-                                b"Connection: close\r\nRetry-After: 1\r\n\r\nserver is too busy\r\n")
+                request.sendall(TOO_BUSY)
             except OSError:
                 pass
             self.shutdown_request(request)
