@@ -6,14 +6,16 @@ for ``--help``): ``artifactd serve`` loads no more than the server needs, which 
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import click
 
@@ -38,6 +40,24 @@ class Ctx:
 
             self._app = App(self.data_dir, create=create)
         return self._app
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Start-up with the cyclic garbage collector paused, then its objects moved out of its way.
+
+    Start-up makes tens of thousands of long-lived objects (modules, classes, functions) and
+    no garbage; every 700 of them set off a collection that walked them all again, ~6% of the
+    time to serve. Afterwards ``gc.freeze()`` keeps them out of every later collection.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.freeze()
+            gc.enable()
 
 
 def fail(exc: Exception) -> None:
@@ -148,14 +168,15 @@ def _announce(app: App) -> None:
 @pass_ctx
 def serve(c: Ctx, host: str | None, port: int | None) -> None:
     """Run the HTTP server (creates a fresh data directory on first start)."""
-    from artifactd.http.server import limit_malloc_arenas, make_server
+    with paused_gc():
+        from artifactd.http.server import limit_malloc_arenas, make_server
 
-    limit_malloc_arenas()
-    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    app = c.app(create=True)
-    if app.created:
-        _announce(app)
-    server = make_server(app, host, port)
+        limit_malloc_arenas()
+        logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+        app = c.app(create=True)
+        if app.created:
+            _announce(app)
+        server = make_server(app, host, port)
     base = server.url
     click.echo(f"artifactd {__version__} serving {app.layout.root} on {base}", err=True)
     for name, cfg in app.config.repositories.items():

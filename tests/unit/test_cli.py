@@ -164,3 +164,25 @@ def test_config_unknown_key_names_key_and_line(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text().replace("anonymous-read = true", "anonymous-read = true\nanonymus = 1"))
     out = invoke(data, "repo", "list", code=1)
     assert "anonymus" in out and "artifactd.toml:" in out
+
+
+def test_start_up_pauses_the_collector_and_gives_it_back() -> None:
+    import gc
+    import subprocess
+    import sys
+
+    from artifactd.cli.main import paused_gc
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with paused_gc():
+            assert not gc.isenabled()
+            objects = [[] for _ in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(objects)
+    finally:
+        gc.unfreeze()
+    # Importing the command line (as tests and the console script do) leaves it running.
+    out = subprocess.run([sys.executable, "-c", "import gc, artifactd.cli; print(gc.isenabled())"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.strip() == "True"

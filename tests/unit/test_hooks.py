@@ -587,3 +587,57 @@ def test_hook_after_promotion(tmp_path: Path, wheel: Path, recorder: Recorder) -
     art = upload(app, wheel)
     app.hooks.after_promotion("pypi-local", "prod", art)  # raises inside: logged only
     assert ("promotion", "pypi-local", "prod") in recorder.events
+
+
+# --- finding third-party plugins without importlib.metadata ----------------------------------
+
+def _dist(site: Path, name: str, entry_points: str | None) -> None:
+    d = site / f"{name}-1.0.dist-info"
+    d.mkdir(parents=True)
+    (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    if entry_points is not None:
+        (d / "entry_points.txt").write_text(entry_points)
+
+
+def test_others_declare_sees_a_third_party_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from artifactd.plugins import _others_declare
+
+    _dist(tmp_path, "unrelated", "[console_scripts]\nx = y:z\n")
+    _dist(tmp_path, "nothing_declared", None)
+    _dist(tmp_path, "artifactd", "[artifactd]\npypi = artifactd.formats.pypi.plugin\n")
+    monkeypatch.setattr("sys.path", [str(tmp_path), str(tmp_path / "gone")])
+    assert not _others_declare("artifactd"), "artifactd's own entry points are the built-ins"
+    _dist(tmp_path, "acme_plugin", "[console_scripts]\nacme = acme:main\n\n[artifactd]\nacme = acme_plugin\n")
+    assert _others_declare("artifactd")
+    assert not _others_declare("some.other.group")
+
+
+def test_others_declare_leaves_a_zip_on_sys_path_to_importlib_metadata(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from artifactd.plugins import _others_declare
+
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: what is inside is not looked at
+    monkeypatch.setattr("sys.path", [str(bundle)])
+    assert _others_declare("artifactd")
+
+
+def test_a_third_party_plugin_on_sys_path_is_loaded_and_listed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "acme_plugin", raising=False)  # and restored: imported below
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "acme_plugin.py").write_text(
+        "import artifactd\n\n@artifactd.hookimpl\ndef artifactd_startup(app):\n    pass\n")
+    _dist(site, "acme_plugin", "[artifactd]\nacme = acme_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    import importlib
+
+    importlib.invalidate_caches()
+    infos = {p.name: p for p in Hooks(make_plugin_manager()).plugins()}
+    assert infos["acme"].module == "acme_plugin" and infos["acme"].hooks == ("artifactd_startup",)
+    assert (infos["acme"].distribution, infos["acme"].version) == ("acme_plugin", "1.0")
+    # the built-ins name their distribution whether or not entry points were read
+    assert infos["health"].distribution == "artifactd"
