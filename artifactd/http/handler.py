@@ -30,7 +30,7 @@ from artifactd.formats.pypi import simple
 from artifactd.formats.pypi.names import normalize
 from artifactd.http import throttle
 from artifactd.http.fastparse import FastParseMixin
-from artifactd.http.loop import HandOff, prefixed_reader
+from artifactd.http.loop import LOOP_FILE_MAX, HandOff, prefixed_reader
 from artifactd.model import ANONYMOUS, Principal, StoredFile, isotime, utcnow
 from artifactd.repositories.base import FileFetch, WouldWait, open_or_fetch, project_state
 
@@ -85,8 +85,9 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- plumbing ---------------------------------------------------------------------
     parked = False  # True once handle() gave the connection back to the server's connection loop
     on_loop = False  # answering on the connection loop's thread (serve_inline), not a worker's
-    loop_kind = False  # the last request was an index page the connection loop answers when cached
-    only_pages = True  # every request on this connection, in this handler, was such a page
+    loop_kind = False  # the last request was one the connection loop answers itself (a cached page, a file)
+    loop_only = True  # every request on this connection, in this handler, was such a request
+    loop_file: tuple[int, int, int] | None = None  # on the loop: (fd, offset, length) of a body still to send
 
     @classmethod
     def for_loop(cls, server: "ArtifactServer", sock: socket.socket, client_address: Any) -> "Handler":
@@ -135,14 +136,14 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
         A client that has just been sent a file usually asks for the next one at once (uv keeps ~50
         connections busy with downloads); handing each such connection back to the loop and out again
-        made a uv install ~6% slower than keeping it here for a moment.
+        made a uv install ~6% slower than keeping it here for a moment, when files were a worker's.
         """
-        # A connection that came for pages only (a page to render, handed over by the loop) goes
-        # back at once: the loop answers the cached ones, and a client asking for pages non-stop
-        # would otherwise stay on this thread. Once it has asked for anything else (a file), the
-        # worker lingers, and serves its pages too while it is busy.
-        self.only_pages = self.only_pages and self.loop_kind
-        linger = 0.0 if self.only_pages else self.server.worker_linger
+        # A connection that came only for what the loop answers itself (a page to render, handed
+        # over by the loop; a file the loop could send) goes back at once: a client asking for
+        # those non-stop would otherwise stay on this thread. Once it has asked for anything else
+        # (a large file, an upload), the worker lingers, and serves its pages too while it is busy.
+        self.loop_only = self.loop_only and self.loop_kind
+        linger = 0.0 if self.loop_only else self.server.worker_linger
         try:
             self.connection.settimeout(linger)
             try:
@@ -398,16 +399,17 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- GET/HEAD routing ----------------------------------------------------------------
     def _get(self) -> None:
         segs = _segments(self.path)
-        if len(segs) >= 3 and segs[0] == "repository" and segs[2] == "simple":
-            if self.on_loop:  # it answers one request at a time anyway
-                return self._route_get(segs)
-            if self.server.inline_pages(segs[1]):
-                self.loop_kind = True  # a page the loop answers once it is cached (and fresh)
-            if self.server.local_only(segs[1]):
-                # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
-                # one send): run them one at a time, in arrival order (see artifactd/fifo.py).
-                with self.server.page_gate:
-                    return self._route_get(segs)
+        if len(segs) >= 3 and segs[0] == "repository" and not self.on_loop:
+            if segs[2] == "simple":
+                if self.server.inline_pages(segs[1]):
+                    self.loop_kind = True  # a page the loop answers once it is cached (and fresh)
+                if self.server.local_only(segs[1]):
+                    # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
+                    # one send): run them one at a time, in arrival order (see artifactd/fifo.py).
+                    with self.server.page_gate:
+                        return self._route_get(segs)
+            elif segs[2] == "packages" and self.server.inline_files(segs[1]):
+                self.loop_kind = True  # a file the loop sends itself (unless it is a large one)
         return self._route_get(segs)
 
     def _route_get(self, segs: list[str]) -> None:
@@ -565,6 +567,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         Index files are immutable (their names are never reused); generic paths pass
         ``cache_control=REVALIDATE`` because a path may be overwritten.
         """
+        if self.on_loop and art is not None and self.server.app.hooks.listens("artifactd_after_download"):
+            raise HandOff  # a plugin's download hook may take its time: not on the loop
         etag = f'"{f.sha256}"'
         last_modified = email.utils.formatdate(f.mtime, usegmt=True)
         headers = {
@@ -590,6 +594,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
         length = max(0, end - start + 1)
+        if self.on_loop and length > LOOP_FILE_MAX and self.command != "HEAD":
+            raise HandOff  # a cold read of a large file would hold up every connection: a worker's job
         try:
             fh = open(f.path, "rb")
         except FileNotFoundError:
@@ -611,6 +617,10 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD" or length == 0:
             self.server.metrics.count(self.command, status)
+            return
+        if self.on_loop:  # the loop sends the bytes as the client takes them (artifactd/http/loop.py)
+            self.loop_file = (os.dup(fh.fileno()), start, length)
+            self.server.metrics.count(self.command, status, length)
             return
         self.wfile.flush()
         # The file is open and the headers sent: hand the database connection back before a

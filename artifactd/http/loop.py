@@ -28,6 +28,7 @@ import base64
 import binascii
 import io
 import logging
+import os
 import re
 import selectors
 import socket
@@ -58,14 +59,27 @@ class HandOff(WouldWait):
     A proxy page due for revalidation raises its base class, :class:`WouldWait`, the same way."""
 
 
+#: Files up to this size are sent by the loop itself; larger ones by a worker. ``os.sendfile``
+#: reads the file as it sends, and a read that misses the page cache waits for the disk: for a
+#: wheel that is a few milliseconds at worst, for a 2 GB model file it would hold up every
+#: connection the loop has.
+LOOP_FILE_MAX = 8 << 20
+_SENDFILE_CHUNK = 1 << 20  # per call: one connection's file cannot keep the loop to itself
+
+
 class _Conn:
-    __slots__ = ("sock", "addr", "buf", "deadline", "handler", "out", "close_after")
+    __slots__ = ("sock", "addr", "buf", "deadline", "handler", "out", "file", "close_after")
 
     def __init__(self, sock: socket.socket, addr: Any, buf: bytes, deadline: float) -> None:
         self.sock, self.addr, self.buf, self.deadline = sock, addr, buf, deadline
         self.handler: Any = None
         self.out: memoryview | None = None  # the rest of a response the socket did not take at once
+        self.file: list[int] | None = None  # [fd, offset, bytes left] of a file body still to send
         self.close_after = False
+
+    @property
+    def sending(self) -> bool:
+        return self.out is not None or self.file is not None
 
 
 class _Out:
@@ -226,7 +240,7 @@ class ConnectionLoop:
                             self._accept(sel, listener)
                         elif data is self._wake_r:
                             self._drain_wake()
-                        elif data.out is not None:
+                        elif data.sending:
                             self._writable(sel, data)
                         else:
                             self._readable(sel, data)
@@ -336,6 +350,9 @@ class ConnectionLoop:
             sel.unregister(conn.sock)
         except (KeyError, ValueError):
             pass
+        if conn.file is not None:
+            os.close(conn.file[0])
+            conn.file = None
 
     def _close(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
         self._forget(sel, conn)
@@ -343,7 +360,7 @@ class ConnectionLoop:
 
     def _sweep(self, sel: selectors.BaseSelector, now: float) -> None:
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
-            if conn.out is None:  # no complete request head in time (a slow reader is not counted here)
+            if not conn.sending:  # no complete request head in time (a slow reader is not counted here)
                 self.server.head_deadlines.dropped += 1
             self._close(sel, conn)
 
@@ -377,7 +394,7 @@ class ConnectionLoop:
                 return
             conn.buf = buf[end:]
             try:
-                data, close = self._run_inline(conn, head)
+                data, file, close = self._run_inline(conn, head)
             except WouldWait:
                 conn.buf = head + conn.buf  # nothing was answered: the worker reads the request again
                 self._hand_off(sel, conn)
@@ -386,43 +403,56 @@ class ConnectionLoop:
                 log.exception("error serving %s", conn.addr)
                 self._close(sel, conn)
                 return
-            if data:
-                try:
-                    sent = conn.sock.send(data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    self._close(sel, conn)
-                    return
-                if sent < len(data):  # a large page, or a client that reads slowly: send the rest when it can take it
-                    conn.out, conn.close_after = memoryview(data)[sent:], close
-                    conn.deadline = time.monotonic() + self.server.request_timeout
-                    sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
-                    return
-            if close:
-                self._close(sel, conn)
-                return
-            conn.deadline = time.monotonic() + self.server.request_timeout
+            conn.out = memoryview(data) if data else None
+            conn.file = file
+            conn.close_after = close
+            if not self._send(sel, conn):
+                return  # the rest goes out as the client takes it (or the connection is gone)
 
-    def _writable(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
-        assert conn.out is not None
+    def _send(self, sel: selectors.BaseSelector, conn: _Conn) -> bool:
+        """Send what the socket takes of the response; True once all of it is out and the
+        connection is ready for its next request. Otherwise it waits for EVENT_WRITE, or is closed."""
+        progress = False
         try:
-            sent = conn.sock.send(conn.out)
+            while conn.out is not None:
+                sent = conn.sock.send(conn.out)
+                progress = True
+                conn.out = conn.out[sent:] if sent < len(conn.out) else None
+            while conn.file is not None:
+                fd, offset, left = conn.file
+                sent = os.sendfile(conn.sock.fileno(), fd, offset, min(left, _SENDFILE_CHUNK))
+                if sent == 0:  # the file is shorter than its record says: the response cannot be completed
+                    raise OSError("file ended early")
+                progress = True
+                if sent < left:
+                    conn.file[1:] = offset + sent, left - sent
+                else:
+                    os.close(fd)
+                    conn.file = None
         except (BlockingIOError, InterruptedError):
-            return
+            if not self._watching_writes(sel, conn):
+                sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+                progress = True  # the wait for the client to take the rest starts now
+            if progress:  # a client that takes its response, however slowly, is not stuck
+                conn.deadline = time.monotonic() + self.server.request_timeout
+            return False
         except OSError:
             self._close(sel, conn)
-            return
-        conn.out = conn.out[sent:]
-        conn.deadline = time.monotonic() + self.server.request_timeout  # the client reads: it is not stuck
-        if conn.out:
-            return
-        conn.out = None
+            return False
         if conn.close_after:
             self._close(sel, conn)
-            return
-        sel.modify(conn.sock, selectors.EVENT_READ, conn)
-        if conn.buf:  # requests that came while the response was going out
+            return False
+        if self._watching_writes(sel, conn):
+            sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        conn.deadline = time.monotonic() + self.server.request_timeout
+        return True
+
+    @staticmethod
+    def _watching_writes(sel: selectors.BaseSelector, conn: _Conn) -> bool:
+        return bool(sel.get_key(conn.sock).events & selectors.EVENT_WRITE)
+
+    def _writable(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
+        if self._send(sel, conn) and conn.buf:  # requests that came while the response was going out
             self._serve(sel, conn)
 
     def _inline_ok(self, head: bytes) -> bool:
@@ -432,9 +462,12 @@ class ConnectionLoop:
         if len(line) != 3 or line[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
             return False
         segs = line[1].split(b"/", 4)
-        if len(segs) < 5 or segs[3] != b"simple":
+        if len(segs) < 5:
             return False
-        if not self.server.inline_pages(segs[2].decode("latin-1")):
+        if segs[3] == b"simple":
+            if not self.server.inline_pages(segs[2].decode("latin-1")):
+                return False
+        elif segs[3] != b"packages" or not self.server.inline_files(segs[2].decode("latin-1")):
             return False
         low = head.lower()
         if b"\ncontent-length:" in low or b"\ntransfer-encoding:" in low or b"\nexpect:" in low:
@@ -446,7 +479,8 @@ class ConnectionLoop:
                 return False
         return True
 
-    def _run_inline(self, conn: _Conn, head: bytes) -> tuple[bytes, bool]:
+    def _run_inline(self, conn: _Conn, head: bytes) -> tuple[bytes, list[int] | None, bool]:
+        """Answer one request: the response head (and body), the file still to send, whether to close after."""
         h = conn.handler
         if h is None:
             handler_class: Any = self.server.RequestHandlerClass
@@ -454,10 +488,17 @@ class ConnectionLoop:
         out = _Out()
         h.rfile = io.BytesIO(head)
         h.wfile = out
-        h.serve_inline()
+        h.loop_file = None
+        try:
+            h.serve_inline()
+        except BaseException:
+            if h.loop_file is not None:
+                os.close(h.loop_file[0])
+            raise
         self.inline_served += 1
         parts = out.parts
-        return (parts[0] if len(parts) == 1 else b"".join(parts)), h.close_connection
+        file = list(h.loop_file) if h.loop_file is not None else None
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), file, h.close_connection
 
     def _hand_off(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
         self._forget(sel, conn)

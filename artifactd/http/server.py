@@ -286,6 +286,11 @@ class ArtifactServer(ThreadingHTTPServer):
         return self._remembered(self._inline, name, lambda cfg: (repo := cfg.repo(name)) is not None
                                 and repo.format == "pypi")
 
+    def inline_files(self, name: str) -> bool:
+        """Files of this repository may be sent by the connection loop: a pypi repository that is
+        hosted, or a group of only such (nothing to fetch; a large file still goes to a worker)."""
+        return self.inline_pages(name) and self.local_only(name)
+
     def _remembered(self, cache: dict[str, tuple[Any, bool]], name: str, work_out: Callable[[Any], bool]) -> bool:
         """A per-repository answer, remembered with the configuration it was worked out for.
 

@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 
 import pytest
 
-from artifactd import service
+from artifactd import hookimpl, service
 from artifactd.app import App
 from artifactd.auth import hash_password
 from artifactd.http.loop import cheap_credentials, head_end
@@ -95,12 +95,12 @@ def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Ser
     r = c.getresponse()
     assert r.status == 200
     link = urljoin("/repository/pypi/simple/demo/", r.read().decode().split('href="')[1].split("#")[0])
-    c.request("GET", link)  # a file: sent by a worker thread
+    c.request("GET", "/-/health")  # not a page or a file: a worker answers
+    r = c.getresponse()
+    assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+    c.request("GET", link)  # asked for at once: the same worker, still lingering, sends the file
     r = c.getresponse()
     assert r.status == 200 and r.read()[:2] == b"PK"
-    c.request("GET", link + ".metadata")  # asked for at once: the same worker, still lingering, answers
-    r = c.getresponse()
-    assert r.status == 200 and b"Name: demo" in r.read()
     assert loop.handed_off - handed == 1
     assert _eventually(lambda: loop.open_connections() == 1)  # after worker_linger: given back, idle, on the loop
     c.request("GET", "/repository/pypi/simple/demo/")  # the same connection, on the loop again
@@ -111,9 +111,135 @@ def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Ser
     c.close()
     assert loop.inline_served - served == 2
     assert loop.handed_off - handed == 2
-    # Given back twice: after the file's worker lingered in vain, and at once after the redirect
-    # (a /simple URL, which the loop may answer once cached: no linger).
+    # Given back twice: after the health check's worker lingered in vain, and at once after the
+    # redirect (a /simple URL, which the loop may answer once cached: no linger).
     assert _eventually(lambda: loop.given_back - back == 2)
+
+
+def _links(server: Server, project: str) -> list[str]:
+    c = http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10)
+    c.request("GET", f"/repository/pypi/simple/{project}/", headers={"Accept": JSON})
+    files = json.loads(c.getresponse().read())["files"]
+    c.close()
+    return [urljoin(f"/repository/pypi/simple/{project}/", f["url"]) for f in files]
+
+
+def test_files_are_sent_by_the_loop(loaded: Server, tmp_path: Path) -> None:
+    """Downloads from hosted repositories (and groups of them) need no worker: the loop sends the
+    file with sendfile as the client takes it, pipelined requests behind it, Range and HEAD too."""
+    warm(loaded)
+    link = _links(loaded, "demo")[0]
+    want = (tmp_path / "w" / link.rsplit("/", 1)[1]).read_bytes()
+    loop = loaded.httpd.loop
+    served, handed = loop.inline_served, loop.handed_off
+    with socket.create_connection(("127.0.0.1", loaded.httpd.server_address[1]), timeout=10) as s:
+        s.sendall(f"GET {link} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                  + f"GET {link}.metadata HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                  + f"GET {link} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n".encode()
+                  + f"HEAD {link} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                  + b"GET /repository/pypi/simple/demo/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        f = s.makefile("rb")
+        status, headers, body = read_response(f)
+        assert status == 200 and body == want
+        status, _, meta = read_response(f)
+        assert status == 200 and b"Name: demo" in meta
+        status, headers, part = read_response(f)
+        assert status == 206 and part == b"PK" and headers["content-range"] == f"bytes 0-1/{len(body)}"
+        status, headers, _ = read_response_head(f)  # HEAD: the length, no body
+        assert status == 200 and int(headers["content-length"]) == len(body)
+        status, _, page = read_response(f)
+        assert status == 200 and b"demo" in page
+        assert f.read() == b""  # closed after the last, as asked
+    assert (loop.inline_served - served, loop.handed_off - handed) == (5, 0)
+
+
+def test_a_large_file_and_a_download_hook_go_to_a_worker(loaded: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    warm(loaded)
+    link = _links(loaded, "demo")[0]
+    loop = loaded.httpd.loop
+    port = loaded.httpd.server_address[1]
+
+    def fetch() -> bytes:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", link, headers={"Connection": "close"})
+        r = c.getresponse()
+        assert r.status == 200
+        body = r.read()
+        c.close()
+        return body
+
+    handed = loop.handed_off
+    small = fetch()
+    assert loop.handed_off == handed
+    monkeypatch.setattr("artifactd.http.handler.LOOP_FILE_MAX", len(small) - 1)
+    assert fetch() == small and loop.handed_off == handed + 1  # larger than the loop sends itself
+    monkeypatch.undo()
+    seen: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def artifactd_after_download(self, repository: str, artifact: object) -> None:
+            seen.append(repository)
+
+    loaded.app.hooks.pm.register(Listener())
+    try:
+        assert fetch() == small and loop.handed_off == handed + 2  # the hook runs on a worker
+        assert seen == ["pypi"]
+    finally:
+        loaded.app.hooks.pm.unregister(name=loaded.app.hooks.pm.get_name(next(
+            p for p in loaded.app.hooks.pm.get_plugins() if isinstance(p, Listener))))
+
+
+def test_a_slow_reader_gets_the_whole_file_and_a_stuck_one_is_dropped(server: Server, tmp_path: Path) -> None:
+    import random
+
+    rnd = random.Random(7)
+    blob = rnd.randbytes(300_000)  # written as hex into the module: the wheel is ~300 kB
+    wheel = make_wheel(tmp_path / "w", "bulky", "1.0", payload=blob)
+    service.upload_file(server.app, "pypi-local", wheel)
+    want = wheel.read_bytes()
+    link = _links(server, "bulky")[0]
+    server.httpd.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # accepted sockets inherit it
+    port = server.httpd.server_address[1]
+    loop = server.httpd.loop
+    handed = loop.handed_off
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    with s:
+        s.sendall(f"GET {link} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 2)
+        f = s.makefile("rb")
+        for _ in range(2):
+            got = b""
+            status, headers, _ = read_response_head(f)
+            assert status == 200
+            while len(got) < int(headers["content-length"]):
+                got += f.read(min(8192, int(headers["content-length"]) - len(got)))
+                time.sleep(0.0005)
+            assert got == want
+        f.close()  # (the socket's descriptor stays open while a reader made from it is)
+    assert loop.handed_off == handed  # no worker was needed
+    assert _eventually(lambda: loop.open_connections() == 0)
+    server.httpd.request_timeout = 0.5
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    with s:
+        s.sendall(f"GET {link} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(0.3)
+        assert loop.open_connections() == 1  # still sending
+        assert _eventually(lambda: loop.open_connections() == 0, timeout=5)  # given up on
+    assert loop.handed_off == handed
+
+
+def read_response_head(f: "socket.SocketIO | object") -> tuple[int, dict[str, str], None]:
+    status_line = f.readline()  # type: ignore[attr-defined]
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):  # type: ignore[attr-defined]
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(status_line.split()[1]), headers, None
 
 
 def test_pipelined_requests_answered_in_order_across_the_hand_over(loaded: Server) -> None:
