@@ -199,6 +199,21 @@ def test_parse_core_metadata_fields() -> None:
     assert json.loads(json.dumps(as_dict)) == as_dict
 
 
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_the_description_body_is_not_parsed(eol: bytes) -> None:
+    """Only the header block is parsed: a body line that looks like a field, or bytes that are not
+    UTF-8, change nothing; the raw bytes are kept whole (they are the served .metadata)."""
+    head = eol.join([b"Metadata-Version: 2.1", b"Name: demo", b"Version: 1.0", b"Requires-Dist: idna",
+                     b"Description-Content-Type: text/markdown", b"", b""])
+    body = eol.join([b"# demo", b"Name: evil", b"Requires-Dist: evil", b"\xff\xfe not UTF-8", b""])
+    meta = parse_core_metadata(head + body)
+    assert (meta.name, meta.version, meta.requires_dist) == ("demo", "1.0", ("idna",))
+    assert meta.description_content_type == "text/markdown"
+    assert meta.raw == head + body
+    # With no body (and no blank line) at all: the same fields.
+    assert parse_core_metadata(head.rstrip()).requires_dist == ("idna",)
+
+
 def test_license_expression_is_canonicalized_in_metadata_2_4() -> None:
     m = parse_core_metadata(meta(metadata_version="2.4", extra=["License-Expression: mit or apache-2.0",
                                                                 "License-File: LICENSE"]))

@@ -32,6 +32,7 @@ import gzip
 import logging
 import lzma
 import os
+import re
 import stat
 import struct
 import tarfile
@@ -157,7 +158,7 @@ def parse_core_metadata(raw: bytes) -> CoreMetadata:
     if len(raw) > MAX_METADATA_BYTES:
         raise InvalidDistribution(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     try:
-        raw_fields, unparsed = parse_email(raw)
+        raw_fields, unparsed = parse_email(_header_block(raw))
     except (ValueError, LookupError, email.errors.MessageError) as exc:
         raise InvalidDistribution(f"metadata cannot be parsed: {_describe(exc)}") from exc
     parsed: dict[str, Any] = dict(raw_fields)
@@ -185,6 +186,18 @@ def parse_core_metadata(raw: bytes) -> CoreMetadata:
         description_content_type=parsed.get("description_content_type"),
         license_files=tuple(parsed.get("license_files", ())),
     )
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _header_block(raw: bytes) -> bytes:
+    """The header fields of METADATA, up to and with the blank line: the body after it is the long
+    description, which artifactd does not use. The email parser split it into lines and put them
+    together again: ~40% of the parse of a typical wheel's METADATA, and of the memory it churned.
+    The served ``.metadata`` file is ``raw``, the whole of it."""
+    m = _BLANK_LINE.search(raw)
+    return raw[: m.end()] if m else raw
 
 
 def _required(parsed: dict[str, Any], unparsed: dict[str, list[str]], key: str, header: str) -> str:
