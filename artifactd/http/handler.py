@@ -399,17 +399,15 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- GET/HEAD routing ----------------------------------------------------------------
     def _get(self) -> None:
         segs = _segments(self.path)
-        if len(segs) >= 3 and segs[0] == "repository" and not self.on_loop:
-            if segs[2] == "simple":
-                if self.server.inline_pages(segs[1]):
-                    self.loop_kind = True  # a page the loop answers once it is cached (and fresh)
-                if self.server.local_only(segs[1]):
-                    # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
-                    # one send): run them one at a time, in arrival order (see artifactd/fifo.py).
-                    with self.server.page_gate:
-                        return self._route_get(segs)
-            elif segs[2] == "packages" and self.server.inline_files(segs[1]):
-                self.loop_kind = True  # a file the loop sends itself (unless it is a large one)
+        if len(segs) >= 3 and segs[0] == "repository" and segs[2] in ("simple", "packages") and not self.on_loop:
+            # A page the loop answers once it is cached (and fresh), a file it sends once it is on
+            # disk (and not a large one).
+            self.loop_kind = self.server.loop_serves(segs[1])
+            if segs[2] == "simple" and self.server.local_only(segs[1]):
+                # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
+                # one send): run them one at a time, in arrival order (see artifactd/fifo.py).
+                with self.server.page_gate:
+                    return self._route_get(segs)
         return self._route_get(segs)
 
     def _route_get(self, segs: list[str]) -> None:

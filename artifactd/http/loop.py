@@ -68,7 +68,7 @@ _SENDFILE_CHUNK = 1 << 20  # per call: one connection's file cannot keep the loo
 
 
 class _Conn:
-    __slots__ = ("sock", "addr", "buf", "deadline", "handler", "out", "file", "close_after")
+    __slots__ = ("sock", "addr", "buf", "deadline", "handler", "out", "file", "close_after", "writing")
 
     def __init__(self, sock: socket.socket, addr: Any, buf: bytes, deadline: float) -> None:
         self.sock, self.addr, self.buf, self.deadline = sock, addr, buf, deadline
@@ -76,6 +76,7 @@ class _Conn:
         self.out: memoryview | None = None  # the rest of a response the socket did not take at once
         self.file: list[int] | None = None  # [fd, offset, bytes left] of a file body still to send
         self.close_after = False
+        self.writing = False  # registered for EVENT_WRITE (waiting for the client to take more)
 
     @property
     def sending(self) -> bool:
@@ -240,7 +241,7 @@ class ConnectionLoop:
                             self._accept(sel, listener)
                         elif data is self._wake_r:
                             self._drain_wake()
-                        elif data.sending:
+                        elif data.writing:
                             self._writable(sel, data)
                         else:
                             self._readable(sel, data)
@@ -430,9 +431,9 @@ class ConnectionLoop:
                     os.close(fd)
                     conn.file = None
         except (BlockingIOError, InterruptedError):
-            if not self._watching_writes(sel, conn):
+            if not conn.writing:
                 sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
-                progress = True  # the wait for the client to take the rest starts now
+                conn.writing = progress = True  # the wait for the client to take the rest starts now
             if progress:  # a client that takes its response, however slowly, is not stuck
                 conn.deadline = time.monotonic() + self.server.request_timeout
             return False
@@ -442,14 +443,11 @@ class ConnectionLoop:
         if conn.close_after:
             self._close(sel, conn)
             return False
-        if self._watching_writes(sel, conn):
+        if conn.writing:
             sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            conn.writing = False
         conn.deadline = time.monotonic() + self.server.request_timeout
         return True
-
-    @staticmethod
-    def _watching_writes(sel: selectors.BaseSelector, conn: _Conn) -> bool:
-        return bool(sel.get_key(conn.sock).events & selectors.EVENT_WRITE)
 
     def _writable(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
         if self._send(sel, conn) and conn.buf:  # requests that came while the response was going out
@@ -462,12 +460,9 @@ class ConnectionLoop:
         if len(line) != 3 or line[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
             return False
         segs = line[1].split(b"/", 4)
-        if len(segs) < 5:
+        if len(segs) < 5 or segs[3] not in (b"simple", b"packages"):
             return False
-        if segs[3] == b"simple":
-            if not self.server.inline_pages(segs[2].decode("latin-1")):
-                return False
-        elif segs[3] != b"packages" or not self.server.inline_files(segs[2].decode("latin-1")):
+        if not self.server.loop_serves(segs[2].decode("latin-1")):
             return False
         low = head.lower()
         if b"\ncontent-length:" in low or b"\ntransfer-encoding:" in low or b"\nexpect:" in low:

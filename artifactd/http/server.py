@@ -280,16 +280,12 @@ class ArtifactServer(ThreadingHTTPServer):
         """True for a hosted repository, or a group of only such (no upstream, no waiting)."""
         return self._remembered(self._local_only, name, lambda cfg: _local_only(cfg, name, ()))
 
-    def inline_pages(self, name: str) -> bool:
-        """Index pages of this repository may be answered on the connection loop: any pypi
-        repository (a proxy page due for revalidation raises WouldWait there and goes to a worker)."""
+    def loop_serves(self, name: str) -> bool:
+        """Index pages and files of this repository may be answered on the connection loop: any
+        pypi repository. What would have to wait there raises WouldWait and goes to a worker: a
+        page to render, a proxy page due for revalidation, a proxy's file not yet fetched."""
         return self._remembered(self._inline, name, lambda cfg: (repo := cfg.repo(name)) is not None
                                 and repo.format == "pypi")
-
-    def inline_files(self, name: str) -> bool:
-        """Files of this repository may be sent by the connection loop: a pypi repository that is
-        hosted, or a group of only such (nothing to fetch; a large file still goes to a worker)."""
-        return self.inline_pages(name) and self.local_only(name)
 
     def _remembered(self, cache: dict[str, tuple[Any, bool]], name: str, work_out: Callable[[Any], bool]) -> bool:
         """A per-repository answer, remembered with the configuration it was worked out for.

@@ -333,6 +333,8 @@ class ProxyPypi:
         hit = self._cached_file(project, filename)
         if hit is not None:
             return hit
+        if not may_wait():  # to fetch it, or to wait for another request's fetch
+            raise WouldWait(f"{self.name}: {filename} is not cached")
         uf = self._upstream_file(project, filename)
         if self.config.offline:
             raise FileNotFound(f"{filename} is not cached and {self.name} is offline")
@@ -385,6 +387,8 @@ class ProxyPypi:
         if uf.core_metadata:
             path = self.meta_dir / uf.core_metadata
             if not path.is_file():
+                if not may_wait():
+                    raise WouldWait(f"{self.name}: core metadata of {filename} is not cached")
                 if self.config.offline:
                     raise FileNotFound(f"core metadata of {filename} is not cached and {self.name} is offline")
                 data = self.client.get_bytes(uf.url + ".metadata", limit=16 * 2**20)
@@ -394,6 +398,8 @@ class ProxyPypi:
             st = path.stat()
             return StoredFile(path=path, sha256=uf.core_metadata, size=st.st_size, mtime=st.st_mtime)
         # No hash from the upstream: fetch the wheel (verified) and extract METADATA from it.
+        if not may_wait():
+            raise WouldWait(f"{self.name}: {filename} is not cached")
         _, art2 = self.open_file(project, filename)
         if art2 is None or not art2.metadata_sha256:
             raise FileNotFound(f"no core metadata for {filename}")

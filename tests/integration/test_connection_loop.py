@@ -480,7 +480,7 @@ def test_an_error_in_the_loop_costs_one_connection_not_the_server(loaded: Server
     def broken(name: str) -> bool:
         raise RuntimeError("a bug in the loop's own code")
 
-    monkeypatch.setattr(loaded.httpd, "inline_pages", broken)
+    monkeypatch.setattr(loaded.httpd, "loop_serves", broken)
     u = ("127.0.0.1", loaded.httpd.server_address[1])
     with socket.create_connection(u, timeout=5) as s:
         s.sendall(b"GET /repository/pypi/simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -558,6 +558,57 @@ def test_fresh_proxy_pages_on_the_loop_revalidation_on_a_worker(server: Server) 
     finally:
         up.shutdown()
         up.server_close()
+
+
+def test_a_proxys_files_on_the_loop_once_cached(server: Server, tmp_path: Path) -> None:
+    """A proxy's file (and its .metadata) not yet on disk raises WouldWait on the loop and a worker
+    fetches it; once cached the loop sends it, through the group too."""
+    from tests.integration.test_proxy import DownloadCounter, Upstream, add_proxy
+
+    counter = DownloadCounter()
+    up_app = App(tmp_path / "upstream", plugins=[counter])
+    httpd, thread = serve_in_thread(up_app)
+    up = Upstream(up_app, httpd, counter)
+    try:
+        art = up.add(make_wheel(tmp_path / "w", "faraway", "1.0"))
+        want = (tmp_path / "w" / art.filename).read_bytes()
+        add_proxy(server.app, up.url)
+        loop = server.httpd.loop
+        port = server.httpd.server_address[1]
+
+        def get(path: str) -> bytes:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", path, headers={"Connection": "close"})
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            assert r.status == 200, body
+            return body
+
+        links = {}
+        for repo in ("remote", "pypi"):
+            get(f"/repository/{repo}/simple/faraway/")  # rendered by a worker
+            page = json.loads(get_json(port, f"/repository/{repo}/simple/faraway/"))
+            links[repo] = urljoin(f"/repository/{repo}/simple/faraway/", page["files"][0]["url"])
+        handed = loop.handed_off
+        assert get(links["pypi"] + ".metadata").startswith(b"Metadata-Version")  # fetched: a worker
+        assert get(links["pypi"]) == want  # fetched: a worker
+        assert loop.handed_off == handed + 2 and counter.count == {art.filename: 1}
+        for link in (links["pypi"], links["remote"]):
+            assert get(link) == want and get(link + ".metadata").startswith(b"Metadata-Version")
+        assert loop.handed_off == handed + 2 and counter.count == {art.filename: 1}  # from the loop, from disk
+    finally:
+        up.stop()
+        thread.join(timeout=5)
+        up_app.close()
+
+
+def get_json(port: int, path: str) -> bytes:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path, headers={"Accept": JSON, "Connection": "close"})
+    body = c.getresponse().read()
+    c.close()
+    return body
 
 
 def test_out_of_file_descriptors_pauses_accepting_instead_of_spinning(server_process: Proc) -> None:
