@@ -85,8 +85,8 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- plumbing ---------------------------------------------------------------------
     parked = False  # True once handle() gave the connection back to the server's connection loop
     on_loop = False  # answering on the connection loop's thread (serve_inline), not a worker's
-    loop_kind = False  # the last request was one the connection loop answers itself (a cached page, a file)
-    loop_only = True  # every request on this connection, in this handler, was such a request
+    loop_kind = False  # the last request was an index page the connection loop answers when cached
+    only_pages = True  # every request on this connection, in this handler, was such a page
     loop_file: tuple[int, int, int] | None = None  # on the loop: (fd, offset, length) of a body still to send
 
     @classmethod
@@ -136,14 +136,16 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
 
         A client that has just been sent a file usually asks for the next one at once (uv keeps ~50
         connections busy with downloads); handing each such connection back to the loop and out again
-        made a uv install ~6% slower than keeping it here for a moment, when files were a worker's.
+        made a uv install ~6% slower than keeping it here for a moment. A worker sends a file when the
+        loop is busy (or the file is large): under load, connections that download then stay on
+        workers, where they do not queue behind the loop for the GIL.
         """
-        # A connection that came only for what the loop answers itself (a page to render, handed
-        # over by the loop; a file the loop could send) goes back at once: a client asking for
-        # those non-stop would otherwise stay on this thread. Once it has asked for anything else
-        # (a large file, an upload), the worker lingers, and serves its pages too while it is busy.
-        self.loop_only = self.loop_only and self.loop_kind
-        linger = 0.0 if self.loop_only else self.server.worker_linger
+        # A connection that came for pages only (a page to render, handed over by the loop) goes
+        # back at once: the loop answers the cached ones, and a client asking for pages non-stop
+        # would otherwise stay on this thread. Once it has asked for anything else (a file), the
+        # worker lingers, and serves its pages too while it is busy.
+        self.only_pages = self.only_pages and self.loop_kind
+        linger = 0.0 if self.only_pages else self.server.worker_linger
         try:
             self.connection.settimeout(linger)
             try:
@@ -399,11 +401,9 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     # --- GET/HEAD routing ----------------------------------------------------------------
     def _get(self) -> None:
         segs = _segments(self.path)
-        if len(segs) >= 3 and segs[0] == "repository" and segs[2] in ("simple", "packages") and not self.on_loop:
-            # A page the loop answers once it is cached (and fresh), a file it sends once it is on
-            # disk (and not a large one).
-            self.loop_kind = self.server.loop_serves(segs[1])
-            if segs[2] == "simple" and self.server.local_only(segs[1]):
+        if len(segs) >= 3 and segs[0] == "repository" and segs[2] == "simple" and not self.on_loop:
+            self.loop_kind = self.server.loop_serves(segs[1])  # a page the loop answers once cached (and fresh)
+            if self.server.local_only(segs[1]):
                 # Index pages of hosted/group repositories are pure CPU (SQLite reads, rendering,
                 # one send): run them one at a time, in arrival order (see artifactd/fifo.py).
                 with self.server.page_gate:

@@ -174,6 +174,9 @@ def test_a_large_file_and_a_download_hook_go_to_a_worker(loaded: Server, monkeyp
     monkeypatch.setattr("artifactd.http.handler.LOOP_FILE_MAX", len(small) - 1)
     assert fetch() == small and loop.handed_off == handed + 1  # larger than the loop sends itself
     monkeypatch.undo()
+    workers = loaded.httpd.workers
+    # That worker calls the download hooks after the last byte: let it finish before listening.
+    assert _eventually(lambda: workers.idle() == workers.live())
     seen: list[str] = []
 
     class Listener:
@@ -184,10 +187,35 @@ def test_a_large_file_and_a_download_hook_go_to_a_worker(loaded: Server, monkeyp
     loaded.app.hooks.pm.register(Listener())
     try:
         assert fetch() == small and loop.handed_off == handed + 2  # the hook runs on a worker
-        assert seen == ["pypi"]
+        assert _eventually(lambda: seen == ["pypi"])  # (called once the file is out)
     finally:
         loaded.app.hooks.pm.unregister(name=loaded.app.hooks.pm.get_name(next(
             p for p in loaded.app.hooks.pm.get_plugins() if isinstance(p, Listener))))
+
+
+def test_files_go_to_workers_while_the_loop_waits_for_the_gil(loaded: Server) -> None:
+    """Under load (inline requests waiting for the GIL), the loop leaves files to workers; the
+    measure decays at every sweep, and files come back to the loop once it is quiet."""
+    warm(loaded)
+    link = _links(loaded, "demo")[0]
+    loop = loaded.httpd.loop
+    port = loaded.httpd.server_address[1]
+
+    def fetch() -> bytes:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", link, headers={"Connection": "close"})
+        r = c.getresponse()
+        assert r.status == 200
+        body = r.read()
+        c.close()
+        return body
+
+    handed, shed = loop.handed_off, loop.files_shed
+    loop.waited = 0.004  # as if inline requests had lately waited 4 ms each for the GIL
+    want = fetch()
+    assert (loop.handed_off - handed, loop.files_shed - shed) == (1, 1)
+    assert _eventually(lambda: loop.waited < 0.001, timeout=5)  # two or three sweeps
+    assert fetch() == want and loop.handed_off - handed == 1  # the loop sends it again
 
 
 def test_a_slow_reader_gets_the_whole_file_and_a_stuck_one_is_dropped(server: Server, tmp_path: Path) -> None:
