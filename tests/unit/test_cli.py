@@ -174,14 +174,16 @@ def test_start_up_pauses_the_collector_and_gives_it_back() -> None:
     from artifactd.cli.main import paused_gc
 
     assert gc.isenabled()
-    frozen = gc.get_freeze_count()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
     try:
-        with paused_gc():
-            assert not gc.isenabled()
-            objects = [[] for _ in range(1000)]
-        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(objects)
+        with paused_gc():  # paused by someone else: left paused
+            pass
+        assert not gc.isenabled()
     finally:
-        gc.unfreeze()
+        gc.enable()
     # Importing the command line (as tests and the console script do) leaves it running.
     out = subprocess.run([sys.executable, "-c", "import gc, artifactd.cli; print(gc.isenabled())"],
                          capture_output=True, text=True, check=True, timeout=60).stdout
