@@ -64,7 +64,7 @@ class HandOff(WouldWait):
 #: wheel that is a few milliseconds at worst, for a 2 GB model file it would hold up every
 #: connection the loop has.
 LOOP_FILE_MAX = 8 << 20
-_SENDFILE_CHUNK = 1 << 20  # per call: one connection's file cannot keep the loop to itself
+_SENDFILE_CHUNK = 1 << 20  # per turn: one connection's file does not keep the loop to itself
 #: Files go to workers while the loop's recent inline requests waited longer than this for the
 #: GIL, on average (see ConnectionLoop.waited).
 _CONTENDED = 0.001
@@ -438,32 +438,25 @@ class ConnectionLoop:
                 return  # the rest goes out as the client takes it (or the connection is gone)
 
     def _send(self, sel: selectors.BaseSelector, conn: _Conn) -> bool:
-        """Send what the socket takes of the response; True once all of it is out and the
-        connection is ready for its next request. Otherwise it waits for EVENT_WRITE, or is closed."""
-        progress = False
+        """Send what the socket takes of the response, and of a file one chunk per turn; True once
+        all of it is out and the connection is ready for its next request. Otherwise it waits for
+        EVENT_WRITE (other connections have their turn meanwhile), or is closed."""
         try:
             while conn.out is not None:
                 sent = conn.sock.send(conn.out)
-                progress = True
                 conn.out = conn.out[sent:] if sent < len(conn.out) else None
-            while conn.file is not None:
+            if conn.file is not None:
                 fd, offset, left = conn.file
                 sent = os.sendfile(conn.sock.fileno(), fd, offset, min(left, _SENDFILE_CHUNK))
                 if sent == 0:  # the file is shorter than its record says: the response cannot be completed
                     raise OSError("file ended early")
-                progress = True
                 if sent < left:
                     conn.file[1:] = offset + sent, left - sent
-                else:
-                    os.close(fd)
-                    conn.file = None
+                    return self._wait_writable(sel, conn)
+                os.close(fd)
+                conn.file = None
         except (BlockingIOError, InterruptedError):
-            if not conn.writing:
-                sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
-                conn.writing = progress = True  # the wait for the client to take the rest starts now
-            if progress:  # a client that takes its response, however slowly, is not stuck
-                conn.deadline = time.monotonic() + self.server.request_timeout
-            return False
+            return self._wait_writable(sel, conn)
         except OSError:
             self._close(sel, conn)
             return False
@@ -475,6 +468,15 @@ class ConnectionLoop:
             conn.writing = False
         conn.deadline = time.monotonic() + self.server.request_timeout
         return True
+
+    def _wait_writable(self, sel: selectors.BaseSelector, conn: _Conn) -> bool:
+        if not conn.writing:
+            sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            conn.writing = True
+        # Renewed on every turn: a client that takes its response, however slowly, is not stuck (a
+        # turn without progress comes only from a spurious wake-up).
+        conn.deadline = time.monotonic() + self.server.request_timeout
+        return False
 
     def _writable(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
         if self._send(sel, conn) and conn.buf:  # requests that came while the response was going out
