@@ -812,42 +812,49 @@ children.
 
 ## Reading the rows where artifactd does not lead
 
-- **pip install**: pip spends 9–17 s of its own CPU (byte-compiling ~4,000 files, unpacking; by machine) whatever
+- **pip install** (0.99–1.03× in the last four runs: a tie): pip spends 9–17 s of its own CPU
+  (byte-compiling ~4,000 files, unpacking; by machine) whatever
   the server, and every server lands within noise of the client alone. artifactd serves PEP 658
   metadata, which pip then parses twice per wheel (the sidecar, and again to check it against the
   wheel: `_check_sidecar_matches_wheel`): a cProfile of pip's own process shows ~0.45 s (profiled)
   of extra pip CPU against a server without metadata files, whose wheels it downloads instead —
   a trade that pays off over a real network and loses on loopback. uv, which uses the same
   metadata without the double parse, is faster from artifactd than from local files.
-- **uv against pypiserver on waitress** (when under 2×; 1.45–2.72× over fourteen runs, 2× or
-  more in four): uv from artifactd is faster than uv from local files (the floor column), so no
+- **uv against pypiserver on waitress** (when under 2×; 1.45–2.81× over sixteen runs, 2× or
+  more in six, 2.22× and 2.81× in the fifteenth and sixteenth): uv from artifactd is faster than
+  uv from local files (the floor column), so no
   server can beat pypiserver there by much more than this ratio, and the ratio follows
   pypiserver's own spread (0.96–1.39 s for one install in the thirteenth run, 0.99–1.95 s in the
-  fourteenth). Against the pypiserver a plain
+  fourteenth, 1.06–1.51 s in the fifteenth). Against the pypiserver a plain
   `pip install pypiserver` runs (wsgiref) the ratio is ~20×.
 - **root page p50 at 16 connections against pypiserver on wsgiref** (when near 1×): wsgiref serves
   one connection at a time, so a few connections get fast answers while the others wait — its p99
   at 16 connections is 1–2.5 s. artifactd answers in arrival order, so its p50 is the queue in
   front of every request (16 / requests per second): 0.81× in the eleventh and twelfth runs,
-  1.27× and 1.29× in the thirteenth and fourteenth, the first two with the connection loop (~6,000 →
+  1.19–1.29× in the thirteenth to sixteenth, with the connection loop (~6,000 →
   ~10,000 requests/s).
 - **start against pypiserver**: both load the same standard-library HTTP stack (`http.server`
   with `email`, `http.client`, `ssl`: ~30 ms of the 0.1–0.16 s), and nearly all of the rest is
-  imports on both sides; artifactd loads ~240 modules to pypiserver's ~210 (SQLite, pluggy and the
-  plugin entry points, click, its configuration model). Measured side by side outside the
-  harness the two are 5–10% apart; the harness's median has put artifactd between 1.09× and
-  0.69× of pypiserver over fourteen runs (0.91–0.99× of the wsgiref one in the last five), on
-  machines whose start times drift between 0.10 and 0.17 s.
-- **peak RSS against pypiserver on wsgiref**: idle, the two are the same (~30 MB). artifactd
-  grows by ~6 MB with its first uploads — validating metadata loads packaging's metadata and
-  specifier parsers and the `email` policy (~2.6 MB), and the zip directories of wheels with
-  thousands of members (botocore, pandas) leave freed memory in Python's allocator — and by a
-  few MB more while uv's ~50 parallel downloads each have a worker thread (idle connections and
-  cached pages need none since the connection loop; SQLite connections are capped at 8 and
-  handed back during sends). pypiserver on wsgiref parses nothing it stores and serves one
-  connection at a time.
-- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.43× over fourteen runs,
-  1.26–1.43× in the last six, those with the digests twine announces hashed while the file streams in and
+  imports on both sides. The harness's median put artifactd between 1.09× and 0.69× of
+  pypiserver over the first fourteen runs (0.91–0.99× of the wsgiref build in the five before the
+  fifteenth). In the seventh session plugin discovery stopped importing `importlib.metadata` and
+  reading every installed distribution (~20 ms), and start-up runs with the garbage collector
+  paused (~6%): side by side, nine starts each, 162–167 ms → 130–132 ms against pypiserver's
+  wsgiref build's 133–136 ms; 1.07–1.08× and 1.01–1.02× in the fifteenth and sixteenth runs. What
+  is left is close to pypiserver's own: the interpreter, the HTTP stack, click, pluggy with
+  `typing` and `inspect`, and ~20 ms of dataclass creation (docs/performance.md, "Start-up").
+- **peak RSS against pypiserver on wsgiref** (0.83× in the eleventh to fourteenth runs, 0.90× and
+  0.88× in the fifteenth and sixteenth): idle, artifactd is ~1 MB smaller (27.7 against 29.1 MB).
+  It grows by ~7.5 MB with the twine upload: ~3 MB of modules that validating metadata needs
+  (packaging's metadata, specifier and licence parsers, the `email` policy) and ~4 MB of freed
+  memory that glibc's and Python's allocators keep (the strings still in it are METADATA
+  descriptions and zip member names; Python-level memory is back where it was after the uploads).
+  Since the connection loop sends files, uv's ~50 parallel downloads add 0.2–2.3 MB instead of
+  ~2.5 MB (the upper end when the loop, busy at uv's start while workers render pages, leaves the
+  first files to workers). pypiserver on wsgiref parses nothing it stores, keeps no metadata, and
+  serves one connection at a time.
+- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.43× over sixteen runs,
+  1.26–1.43× in the last eight, those with the digests twine announces hashed while the file streams in and
   md5/blake2 on a second core): twine's own start-up and hashing dominate the 1–2 s for every
   server, and twine sends one file at a time; artifactd's server-side time includes ~65 ms of
   fsync that RELIABILITY requires (8 per file) and pypiserver does not do.
