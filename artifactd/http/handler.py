@@ -87,7 +87,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
     on_loop = False  # answering on the connection loop's thread (serve_inline), not a worker's
     loop_kind = False  # the last request was an index page the connection loop answers when cached
     only_pages = True  # every request on this connection, in this handler, was such a page
-    loop_file: tuple[int, int, int] | None = None  # on the loop: (fd, offset, length) of a body still to send
+    loop_file: list[int] | None = None  # on the loop: [fd, offset, length] of a body still to send
 
     @classmethod
     def for_loop(cls, server: "ArtifactServer", sock: socket.socket, client_address: Any) -> "Handler":
@@ -617,7 +617,7 @@ class Handler(FastParseMixin, BaseHTTPRequestHandler):
             self.server.metrics.count(self.command, status)
             return
         if self.on_loop:  # the loop sends the bytes as the client takes them (artifactd/http/loop.py)
-            self.loop_file = (os.dup(fh.fileno()), start, length)
+            self.loop_file = [os.dup(fh.fileno()), start, length]
             self.server.metrics.count(self.command, status, length)
             return
         self.wfile.flush()

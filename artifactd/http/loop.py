@@ -1,4 +1,4 @@
-"""The connection loop: one thread owns every idle keep-alive connection and answers index pages.
+"""The connection loop: one thread owns every idle keep-alive connection, answers index pages and sends files.
 
 Thread per connection made the GIL the bottleneck under load. At 16 keep-alive connections a
 cached index page cost ~178 µs of CPU against ~105 µs at one connection: the difference was
@@ -13,14 +13,18 @@ waits on all connections with ``selectors`` (as gunicorn's gthread worker and wa
   render goes to a worker (``HandOff``), so that a burst of renders after uploads never holds up
   the other connections' requests behind the loop, and so does a proxy page due for revalidation
   (``WouldWait``: this thread is marked as one that may not wait);
-* hands every other request (uploads, files, proxies, the web UI, password logins, anything odd)
-  to a worker thread with the bytes already read; the worker gives the connection back once no
-  next request has come for ``worker_linger`` (at once after pages only);
+* sends a file of such a repository the same way when it is on disk and at most ``LOOP_FILE_MAX``,
+  with ``os.sendfile``, one chunk per turn -- unless the loop is busy (``waited``): then a worker
+  does, as it does for a proxy's file still to fetch and while a plugin listens to downloads;
+* hands every other request (uploads, proxies' fetches, the web UI, password logins, anything
+  odd) to a worker thread with the bytes already read; the worker gives the connection back once
+  no next request has come for ``worker_linger`` (at once after pages only);
 * drops a connection whose next request head is not complete within ``request_timeout``
   (slowloris, idle keep-alive), counted in ``head_deadlines.dropped`` like the workers' drops,
   and one that takes none of its response for as long.
 
-Only page work that runs one at a time anyway (see artifactd/fifo.py) happens on this thread.
+Only work that runs one request at a time anyway (cached pages, see artifactd/fifo.py; the start
+of a file's send) happens on this thread.
 """
 from __future__ import annotations
 
@@ -415,25 +419,7 @@ class ConnectionLoop:
                 log.exception("error serving %s", conn.addr)
                 self._close(sel, conn)
                 return
-            view = memoryview(data)
-            if file is None:  # the common case, a page, sent here in one go if the socket takes it
-                try:
-                    sent = conn.sock.send(view)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    self._close(sel, conn)
-                    return
-                if sent == len(view):
-                    if close:
-                        self._close(sel, conn)
-                        return
-                    conn.deadline = time.monotonic() + self.server.request_timeout
-                    continue
-                view = view[sent:]
-            conn.out = view if view else None
-            conn.file = file
-            conn.close_after = close
+            conn.out, conn.file, conn.close_after = memoryview(data), file, close
             if not self._send(sel, conn):
                 return  # the rest goes out as the client takes it (or the connection is gone)
 
@@ -491,9 +477,6 @@ class ConnectionLoop:
         segs = line[1].split(b"/", 4)
         if len(segs) < 5 or segs[3] not in (b"simple", b"packages"):
             return False
-        if segs[3] == b"packages" and self.waited > _CONTENDED:
-            self.files_shed += 1
-            return False
         if not self.server.loop_serves(segs[2].decode("latin-1")):
             return False
         low = head.lower()
@@ -504,6 +487,9 @@ class ConnectionLoop:
             eol = head.find(b"\n", at + 1)
             if not cheap_credentials(head[at + 15: eol]) or low.find(b"\nauthorization:", eol) >= 0:
                 return False
+        if segs[3] == b"packages" and self.waited > _CONTENDED:
+            self.files_shed += 1
+            return False
         return True
 
     def _run_inline(self, conn: _Conn, head: bytes) -> tuple[bytes, list[int] | None, bool]:
@@ -529,8 +515,7 @@ class ConnectionLoop:
         if sample:
             self.waited += ((time.perf_counter() - wall) - (time.thread_time() - cpu) - self.waited) * 0.5
         parts = out.parts
-        file = list(h.loop_file) if h.loop_file is not None else None
-        return (parts[0] if len(parts) == 1 else b"".join(parts)), file, h.close_connection
+        return (parts[0] if len(parts) == 1 else b"".join(parts)), h.loop_file, h.close_connection
 
     def _hand_off(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
         self._forget(sel, conn)

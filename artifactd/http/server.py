@@ -255,7 +255,7 @@ class ArtifactServer(ThreadingHTTPServer):
         self.login_throttle = LoginThrottle()
         self.head_deadlines = HeadDeadlines(self.request_timeout)
         self.workers = ConnectionWorkers(self.process_request_thread)
-        self._inline: dict[str, tuple[Any, bool]] = {}
+        self._loop_serves: dict[str, tuple[Any, bool]] = {}
         super().__init__(address, Handler)
         self.loop = ConnectionLoop(self)
 
@@ -284,7 +284,7 @@ class ArtifactServer(ThreadingHTTPServer):
         """Index pages and files of this repository may be answered on the connection loop: any
         pypi repository. What would have to wait there raises WouldWait and goes to a worker: a
         page to render, a proxy page due for revalidation, a proxy's file not yet fetched."""
-        return self._remembered(self._inline, name, lambda cfg: (repo := cfg.repo(name)) is not None
+        return self._remembered(self._loop_serves, name, lambda cfg: (repo := cfg.repo(name)) is not None
                                 and repo.format == "pypi")
 
     def _remembered(self, cache: dict[str, tuple[Any, bool]], name: str, work_out: Callable[[Any], bool]) -> bool:

@@ -28,16 +28,33 @@ from tests.integration.test_watch_plugins import wait_for as _eventually
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
-def read_response(f: "socket.SocketIO | object") -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response with a Content-Length from a buffered socket reader."""
+def read_response_head(f: "socket.SocketIO | object") -> tuple[int, dict[str, str]]:
+    """The status and headers of one HTTP/1.1 response from a buffered socket reader."""
     status_line = f.readline()  # type: ignore[attr-defined]
     assert status_line.startswith(b"HTTP/1.1 "), status_line
     headers = {}
     while (line := f.readline()) not in (b"\r\n", b""):  # type: ignore[attr-defined]
         k, _, v = line.decode("latin-1").partition(":")
         headers[k.strip().lower()] = v.strip()
+    return int(status_line.split()[1]), headers
+
+
+def read_response(f: "socket.SocketIO | object") -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length from a buffered socket reader."""
+    status, headers = read_response_head(f)
     body = f.read(int(headers["content-length"])) if "content-length" in headers else b""  # type: ignore[attr-defined]
-    return int(status_line.split()[1]), headers, body
+    return status, headers, body
+
+
+def get_once(port: int, path: str, accept: str | None = None) -> bytes:
+    """One GET on a connection of its own (closed after it): the body of its 200."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path, headers={"Connection": "close", **({"Accept": accept} if accept else {})})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status == 200, body
+    return body
 
 
 PAGES = ("/repository/pypi/simple/", "/repository/pypi/simple/demo/", "/repository/pypi-local/simple/demo/")
@@ -117,10 +134,7 @@ def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Ser
 
 
 def _links(server: Server, project: str) -> list[str]:
-    c = http.client.HTTPConnection("127.0.0.1", server.httpd.server_address[1], timeout=10)
-    c.request("GET", f"/repository/pypi/simple/{project}/", headers={"Accept": JSON})
-    files = json.loads(c.getresponse().read())["files"]
-    c.close()
+    files = json.loads(get_once(server.httpd.server_address[1], f"/repository/pypi/simple/{project}/", JSON))["files"]
     return [urljoin(f"/repository/pypi/simple/{project}/", f["url"]) for f in files]
 
 
@@ -145,7 +159,7 @@ def test_files_are_sent_by_the_loop(loaded: Server, tmp_path: Path) -> None:
         assert status == 200 and b"Name: demo" in meta
         status, headers, part = read_response(f)
         assert status == 206 and part == b"PK" and headers["content-range"] == f"bytes 0-1/{len(body)}"
-        status, headers, _ = read_response_head(f)  # HEAD: the length, no body
+        status, headers = read_response_head(f)  # HEAD: the length, no body
         assert status == 200 and int(headers["content-length"]) == len(body)
         status, _, page = read_response(f)
         assert status == 200 and b"demo" in page
@@ -159,20 +173,11 @@ def test_a_large_file_and_a_download_hook_go_to_a_worker(loaded: Server, monkeyp
     loop = loaded.httpd.loop
     port = loaded.httpd.server_address[1]
 
-    def fetch() -> bytes:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        c.request("GET", link, headers={"Connection": "close"})
-        r = c.getresponse()
-        assert r.status == 200
-        body = r.read()
-        c.close()
-        return body
-
     handed = loop.handed_off
-    small = fetch()
+    small = get_once(port, link)
     assert loop.handed_off == handed
     monkeypatch.setattr("artifactd.http.handler.LOOP_FILE_MAX", len(small) - 1)
-    assert fetch() == small and loop.handed_off == handed + 1  # larger than the loop sends itself
+    assert get_once(port, link) == small and loop.handed_off == handed + 1  # larger than the loop sends itself
     monkeypatch.undo()
     workers = loaded.httpd.workers
     # That worker calls the download hooks after the last byte: let it finish before listening.
@@ -186,7 +191,7 @@ def test_a_large_file_and_a_download_hook_go_to_a_worker(loaded: Server, monkeyp
 
     loaded.app.hooks.pm.register(Listener())
     try:
-        assert fetch() == small and loop.handed_off == handed + 2  # the hook runs on a worker
+        assert get_once(port, link) == small and loop.handed_off == handed + 2  # the hook runs on a worker
         assert _eventually(lambda: seen == ["pypi"])  # (called once the file is out)
     finally:
         loaded.app.hooks.pm.unregister(name=loaded.app.hooks.pm.get_name(next(
@@ -201,21 +206,12 @@ def test_files_go_to_workers_while_the_loop_waits_for_the_gil(loaded: Server) ->
     loop = loaded.httpd.loop
     port = loaded.httpd.server_address[1]
 
-    def fetch() -> bytes:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        c.request("GET", link, headers={"Connection": "close"})
-        r = c.getresponse()
-        assert r.status == 200
-        body = r.read()
-        c.close()
-        return body
-
     handed, shed = loop.handed_off, loop.files_shed
     loop.waited = 0.004  # as if inline requests had lately waited 4 ms each for the GIL
-    want = fetch()
+    want = get_once(port, link)
     assert (loop.handed_off - handed, loop.files_shed - shed) == (1, 1)
     assert _eventually(lambda: loop.waited < 0.001, timeout=5)  # two or three sweeps
-    assert fetch() == want and loop.handed_off - handed == 1  # the loop sends it again
+    assert get_once(port, link) == want and loop.handed_off - handed == 1  # the loop sends it again
 
 
 def test_a_slow_reader_gets_the_whole_file_and_a_stuck_one_is_dropped(server: Server, tmp_path: Path) -> None:
@@ -240,7 +236,7 @@ def test_a_slow_reader_gets_the_whole_file_and_a_stuck_one_is_dropped(server: Se
         f = s.makefile("rb")
         for _ in range(2):
             got = b""
-            status, headers, _ = read_response_head(f)
+            status, headers = read_response_head(f)
             assert status == 200
             while len(got) < int(headers["content-length"]):
                 got += f.read(min(8192, int(headers["content-length"]) - len(got)))
@@ -259,15 +255,6 @@ def test_a_slow_reader_gets_the_whole_file_and_a_stuck_one_is_dropped(server: Se
         assert loop.open_connections() == 1  # still sending
         assert _eventually(lambda: loop.open_connections() == 0, timeout=5)  # given up on
     assert loop.handed_off == handed
-
-
-def read_response_head(f: "socket.SocketIO | object") -> tuple[int, dict[str, str], None]:
-    status_line = f.readline()  # type: ignore[attr-defined]
-    headers = {}
-    while (line := f.readline()) not in (b"\r\n", b""):  # type: ignore[attr-defined]
-        k, _, v = line.decode("latin-1").partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return int(status_line.split()[1]), headers, None
 
 
 def test_pipelined_requests_answered_in_order_across_the_hand_over(loaded: Server) -> None:
@@ -604,39 +591,22 @@ def test_a_proxys_files_on_the_loop_once_cached(server: Server, tmp_path: Path) 
         loop = server.httpd.loop
         port = server.httpd.server_address[1]
 
-        def get(path: str) -> bytes:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            c.request("GET", path, headers={"Connection": "close"})
-            r = c.getresponse()
-            body = r.read()
-            c.close()
-            assert r.status == 200, body
-            return body
-
         links = {}
         for repo in ("remote", "pypi"):
-            get(f"/repository/{repo}/simple/faraway/")  # rendered by a worker
-            page = json.loads(get_json(port, f"/repository/{repo}/simple/faraway/"))
+            get_once(port, f"/repository/{repo}/simple/faraway/")  # rendered by a worker
+            page = json.loads(get_once(port, f"/repository/{repo}/simple/faraway/", JSON))
             links[repo] = urljoin(f"/repository/{repo}/simple/faraway/", page["files"][0]["url"])
         handed = loop.handed_off
-        assert get(links["pypi"] + ".metadata").startswith(b"Metadata-Version")  # fetched: a worker
-        assert get(links["pypi"]) == want  # fetched: a worker
+        assert get_once(port, links["pypi"] + ".metadata").startswith(b"Metadata-Version")  # fetched: a worker
+        assert get_once(port, links["pypi"]) == want  # fetched: a worker
         assert loop.handed_off == handed + 2 and counter.count == {art.filename: 1}
         for link in (links["pypi"], links["remote"]):
-            assert get(link) == want and get(link + ".metadata").startswith(b"Metadata-Version")
+            assert get_once(port, link) == want and get_once(port, link + ".metadata").startswith(b"Metadata-Version")
         assert loop.handed_off == handed + 2 and counter.count == {art.filename: 1}  # from the loop, from disk
     finally:
         up.stop()
         thread.join(timeout=5)
         up_app.close()
-
-
-def get_json(port: int, path: str) -> bytes:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", path, headers={"Accept": JSON, "Connection": "close"})
-    body = c.getresponse().read()
-    c.close()
-    return body
 
 
 def test_out_of_file_descriptors_pauses_accepting_instead_of_spinning(server_process: Proc) -> None:
