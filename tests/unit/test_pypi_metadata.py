@@ -253,6 +253,80 @@ def test_unusable_metadata_is_rejected(raw: bytes, match: str) -> None:
     rejects(lambda: parse_core_metadata(raw), match)
 
 
+_TRICKY_HEADERS = [
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+    # folded (continued) values, tabs, CRLF, spaces around the colon, header case
+    b"Metadata-Version: 2.1\r\nname:  demo\r\nVERSION: 1.0\r\nSummary: one\r\n  two\r\n\tthree\r\n",
+    b"Metadata-Version: 2.4\nName: demo\nVersion: 1.0\nLicense: line one\n        line two\n        \n",
+    # UTF-8 values, and values that are not UTF-8 (in a single-use and in a multiple-use field)
+    "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nAuthor: Zo\u00eb \u5f20\nSummary: caf\u00e9 \u2603\n".encode(),
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nAuthor: Zo\xeb\nClassifier: A\nClassifier: B \xff\n",
+    # repeated single-use fields; repeated and duplicate-label Project-URLs; unknown fields
+    b"Metadata-Version: 2.1\nName: demo\nName: demo2\nVersion: 1.0\nSummary: a\nSummary: b\nX-Thing: 1\n",
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nProject-URL: Home, https://a\nProject-URL: Docs,https://b\n",
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nProject-URL: Home, https://a\nProject-URL: Home, https://b\n",
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nProject-URL: no comma\nRequires-Dist: a\nRequires-Dist: b; extra == 'x'\n",
+    # empty values, a line that is not a header, RFC 2047-looking text, a "From " line
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nSummary:\nKeywords: a,b\n",
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nnot a header line\nAuthor: x\n",
+    b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nSummary: =?utf-8?q?caf=C3=A9?=\n",
+    b"From nobody\nMetadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+    b"",
+    b"\x00\xff\xfe garbage",
+]
+
+
+@pytest.mark.parametrize("raw", _TRICKY_HEADERS)
+def test_header_fields_read_as_packaging_reads_them(raw: bytes) -> None:
+    """artifactd reads METADATA's fields itself to keep ``packaging.metadata`` (and the ~1.7 MB of
+    modules it imports) out of the server; what it reads must be what packaging reads."""
+    from packaging.metadata import parse_email
+
+    theirs, their_unparsed = parse_email(raw)
+    ours, our_unusable = md._header_fields(raw)
+    keys = {key for key, _ in md._FIELDS.values()}
+    assert ours == {k: v for k, v in theirs.items() if k in keys}
+    assert our_unusable == {name for name in their_unparsed if name in md._FIELDS}
+
+
+def test_real_metadata_reads_as_packaging_reads_it() -> None:
+    """The METADATA of every wheel installed here (setuptools, flit, hatchling, poetry, maturin...)."""
+    from importlib.metadata import distributions
+
+    from packaging.metadata import parse_email
+
+    checked = 0
+    for dist in distributions():
+        text = dist.read_text("METADATA")
+        if not text:
+            continue
+        raw = md._header_block(text.encode("utf-8", "surrogateescape"))
+        theirs, their_unparsed = parse_email(raw)
+        ours, our_unusable = md._header_fields(raw)
+        assert ours == {k: v for k, v in theirs.items() if k in {key for key, _ in md._FIELDS.values()}}, dist
+        assert our_unusable == {name for name in their_unparsed if name in md._FIELDS}, dist
+        checked += 1
+    assert checked >= 10
+
+
+def test_reading_a_wheel_imports_neither_packaging_metadata_nor_tarfile(tmp_path: Path) -> None:
+    """Modules imported by an upload stay in the server's memory for good."""
+    import subprocess
+    import sys
+
+    path, _ = wheel(tmp_path)
+    code = (
+        "import sys\n"
+        "from artifactd.formats.pypi.metadata import extract_metadata\n"
+        "from artifactd.formats.pypi.names import parse_filename\n"
+        f"extract_metadata({str(path)!r}, parse_filename({path.name!r}))\n"
+        "print(' '.join(m for m in ('packaging.metadata', 'packaging.requirements', 'email.policy',\n"
+        "                           'tarfile', 'gzip') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
+
+
 # --- wheels ------------------------------------------------------------------------------
 
 

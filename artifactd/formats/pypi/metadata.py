@@ -28,27 +28,29 @@ the data) propagates unchanged.
 from __future__ import annotations
 
 import email.errors
-import gzip
+import email.header
+import email.parser
 import logging
 import lzma
 import os
 import re
 import stat
 import struct
-import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
-from packaging.metadata import parse_email
 from packaging.version import InvalidVersion, Version
 
 from artifactd.errors import BadRequest, InvalidDistribution
 from artifactd.formats.pypi.names import DistFilename, normalize, safe_repr, validate_project_name
+
+if TYPE_CHECKING:  # imported where an sdist is read: wheels need neither (~0.5 MB of modules)
+    import gzip
+    import tarfile
 
 __all__ = [
     "MAX_CENTRAL_DIRECTORY_BYTES",
@@ -94,7 +96,6 @@ _CENTRAL_HEADER_SIG = b"PK\x01\x02"
 _ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
-    tarfile.TarError,
     EOFError,
     zlib.error,
     lzma.LZMAError,
@@ -158,12 +159,11 @@ def parse_core_metadata(raw: bytes) -> CoreMetadata:
     if len(raw) > MAX_METADATA_BYTES:
         raise InvalidDistribution(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     try:
-        raw_fields, unparsed = parse_email(_header_block(raw))
+        parsed, unparsed = _header_fields(_header_block(raw))
     except (ValueError, LookupError, email.errors.MessageError) as exc:
         raise InvalidDistribution(f"metadata cannot be parsed: {_describe(exc)}") from exc
-    parsed: dict[str, Any] = dict(raw_fields)
     if unparsed:
-        log.debug("ignoring unrecognized or malformed metadata fields: %s", sorted(unparsed))
+        log.debug("ignoring malformed metadata fields: %s", sorted(unparsed))
     metadata_version = _metadata_version(parsed, unparsed)
     if Version(metadata_version) < _LICENSE_FILE_SINCE:
         parsed.pop("license_files", None)
@@ -188,6 +188,82 @@ def parse_core_metadata(raw: bytes) -> CoreMetadata:
     )
 
 
+#: The core metadata fields artifactd keeps, by lower-case name: (key, may appear more than once).
+_FIELDS: dict[str, tuple[str, bool]] = {
+    "metadata-version": ("metadata_version", False),
+    "name": ("name", False),
+    "version": ("version", False),
+    "summary": ("summary", False),
+    "requires-python": ("requires_python", False),
+    "license": ("license", False),
+    "license-expression": ("license_expression", False),
+    "author": ("author", False),
+    "author-email": ("author_email", False),
+    "home-page": ("home_page", False),
+    "description-content-type": ("description_content_type", False),
+    "requires-dist": ("requires_dist", True),
+    "provides-extra": ("provides_extra", True),
+    "classifier": ("classifiers", True),
+    "project-url": ("project_urls", True),
+    "license-file": ("license_files", True),
+}
+
+
+def _header_fields(block: bytes) -> tuple[dict[str, Any], set[str]]:
+    """The :data:`_FIELDS` of a METADATA header block, and the names of those that are unusable.
+
+    This reads the fields exactly as ``packaging.metadata.parse_email`` does (the stdlib email
+    parser with its default compat32 policy, values decoded as UTF-8) -- the tests hold the two
+    side by side -- without importing ``packaging.metadata``: it pulls in ``email.policy``,
+    ``packaging.requirements``/``markers``/``tags``, ``sysconfig`` and ``subprocess``, ~1.7 MB of
+    modules that stayed in every server's memory after its first upload. Unusable: a single-use
+    field given more than once, a value that is not UTF-8, a Project-URL label given twice.
+    """
+    msg = email.parser.BytesHeaderParser().parsebytes(block)
+    parsed: dict[str, Any] = {}
+    unusable: set[str] = set()
+    for name in {k.lower() for k in msg.keys()}:
+        known = _FIELDS.get(name)
+        if known is None:
+            continue
+        key, multiple = known
+        values: list[str] = []
+        for header in msg.get_all(name) or ():
+            if isinstance(header, email.header.Header):
+                # Bytes that are not ASCII come back as a Header holding them as "unknown-8bit";
+                # UTF-8 is the only encoding core metadata allows.
+                chunks = [(bytes(data), "utf-8") for data, _ in email.header.decode_header(header)]
+                try:
+                    for data, _ in chunks:
+                        data.decode("utf-8")
+                except UnicodeDecodeError:
+                    unusable.add(name)
+                    break
+                values.append(str(email.header.make_header(chunks)))  # type: ignore[arg-type]
+            else:
+                values.append(header)
+        if name in unusable:
+            continue
+        if not multiple:
+            if len(values) == 1:
+                parsed[key] = values[0]
+            else:
+                unusable.add(name)
+        elif key == "project_urls":
+            urls: dict[str, str] = {}
+            for pair in values:
+                label, _, url = (part.strip() for part in pair.partition(","))
+                if label in urls:
+                    unusable.add(name)
+                    break
+                urls[label] = url
+            else:
+                parsed[key] = urls
+        else:
+            parsed[key] = values
+    return parsed, unusable
+
+
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
@@ -200,7 +276,7 @@ def _header_block(raw: bytes) -> bytes:
     return raw[: m.end()] if m else raw
 
 
-def _required(parsed: dict[str, Any], unparsed: dict[str, list[str]], key: str, header: str) -> str:
+def _required(parsed: dict[str, Any], unparsed: set[str], key: str, header: str) -> str:
     value = parsed.get(key)
     if isinstance(value, str) and value.strip():
         return value.strip()
@@ -209,7 +285,7 @@ def _required(parsed: dict[str, Any], unparsed: dict[str, list[str]], key: str, 
     raise InvalidDistribution(f"metadata has no {header} field")
 
 
-def _metadata_version(parsed: dict[str, Any], unparsed: dict[str, list[str]]) -> str:
+def _metadata_version(parsed: dict[str, Any], unparsed: set[str]) -> str:
     text = _required(parsed, unparsed, "metadata_version", "Metadata-Version")
     try:
         version = Version(text)
@@ -220,7 +296,7 @@ def _metadata_version(parsed: dict[str, Any], unparsed: dict[str, list[str]]) ->
     return text
 
 
-def _metadata_name(parsed: dict[str, Any], unparsed: dict[str, list[str]]) -> str:
+def _metadata_name(parsed: dict[str, Any], unparsed: set[str]) -> str:
     name = _required(parsed, unparsed, "name", "Name")
     try:
         return validate_project_name(name)
@@ -228,7 +304,7 @@ def _metadata_name(parsed: dict[str, Any], unparsed: dict[str, list[str]]) -> st
         raise InvalidDistribution(f"metadata Name: {exc.message}") from None
 
 
-def _metadata_version_field(parsed: dict[str, Any], unparsed: dict[str, list[str]]) -> str:
+def _metadata_version_field(parsed: dict[str, Any], unparsed: set[str]) -> str:
     text = _required(parsed, unparsed, "version", "Version")
     try:
         Version(text)
@@ -240,6 +316,8 @@ def _metadata_version_field(parsed: dict[str, Any], unparsed: dict[str, list[str
 def _license_expression(value: str | None) -> str | None:
     if value is None:
         return None
+    from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression  # ~0.4 MB: when used
+
     try:
         return str(canonicalize_license_expression(value))
     except InvalidLicenseExpression:
@@ -282,11 +360,12 @@ def _cross_check(meta: CoreMetadata, dist: DistFilename) -> None:
 
 
 @contextmanager
-def _archive_errors(what: str) -> Iterator[None]:
-    """Translate the data errors zipfile/tarfile/gzip raise into :class:`InvalidDistribution`."""
+def _archive_errors(what: str, more: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Translate the data errors zipfile/tarfile/gzip raise into :class:`InvalidDistribution`
+    (``more``: the errors of a module imported only for this archive)."""
     try:
         yield
-    except _ARCHIVE_ERRORS as exc:
+    except _ARCHIVE_ERRORS + more as exc:
         raise InvalidDistribution(f"{what}: {_describe(exc)}") from exc
     except OSError as exc:
         if exc.errno is not None:  # the disk, not the data
@@ -553,8 +632,11 @@ class _BudgetReader:
 
 
 def _tar_sdist_metadata(fh: BinaryIO) -> bytes:
+    import gzip
+    import tarfile
+
     what = "sdist"
-    with _archive_errors(f"not a valid {what} (tar.gz) file"):
+    with _archive_errors(f"not a valid {what} (tar.gz) file", (tarfile.TarError,)):
         if fh.read(2) != b"\x1f\x8b":
             raise InvalidDistribution(f"not a valid {what} (tar.gz) file: not gzip-compressed")
         fh.seek(0)
