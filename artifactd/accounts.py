@@ -9,7 +9,6 @@ Nothing here logs or returns a password or a token value.
 """
 from __future__ import annotations
 
-import getpass
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,8 @@ RESERVED_USERS = ("__token__", "system", "anonymous")
 
 def local_principal() -> Principal:
     """Who runs a CLI command, for the audit log: the operating-system user."""
+    import getpass  # CLI only: the server never needs it (nor termios, which it imports)
+
     try:
         who = getpass.getuser()
     except (KeyError, OSError):  # pragma: no cover - no passwd entry (containers)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Mapping
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from artifactd import auth
@@ -27,7 +26,7 @@ from artifactd.errors import (
     RepositoryNotFound,
 )
 from artifactd.formats.pypi.metadata import extract_metadata
-from artifactd.formats.pypi.names import DistFilename, parse_filename
+from artifactd.formats.pypi.names import DistFilename, canonical_version, normalize, parse_filename, wheel_build_and_tags
 from artifactd.model import Artifact, Principal, SYSTEM, TokenInfo, isotime, utcnow
 from artifactd.store.blobs import BlobWriter
 from artifactd.store.db import AuditEntry, NewArtifact
@@ -66,13 +65,11 @@ def max_upload(app: "App", repo: str) -> int:
 
 def dist_key(dist: DistFilename) -> str:
     """Two files with the same key are the same distribution (``1.0`` vs ``1.0.0``)."""
-    from packaging.utils import canonicalize_version, parse_wheel_filename
-
-    version = canonicalize_version(dist.version, strip_trailing_zero=True)
+    version = canonical_version(dist.version)
     if dist.kind == "sdist":
         return f"sdist:{dist.normalized}:{version}"
-    _, _, build, tags = parse_wheel_filename(dist.filename)
-    return f"wheel:{dist.normalized}:{version}:{build}:{'.'.join(sorted(str(t) for t in tags))}"
+    build, tags = wheel_build_and_tags(dist)
+    return f"wheel:{dist.normalized}:{version}:{build}:{'.'.join(tags)}"
 
 
 # --- PyPI upload ------------------------------------------------------------------
@@ -91,7 +88,7 @@ def check_form(form_fields: Mapping[str, list[str]], dist: DistFilename) -> None
     if protocol not in (None, "1"):
         raise BadRequest(f"unsupported protocol_version {protocol!r}")
     name = first("name")
-    if name is not None and canonicalize_name(name) != dist.normalized:
+    if name is not None and normalize(name) != dist.normalized:
         raise BadRequest(f"name field {name!r} does not match the filename {dist.filename!r}")
     version = first("version")
     if version is not None:
@@ -224,7 +221,7 @@ def yank(app: "App", repo: str, project: str, version: str | None, *, filename: 
          reason: str | None = None, undo: bool = False, principal: Principal | None = None,
          address: str | None = None) -> int:
     hosted_repo(app, repo)
-    norm = canonicalize_name(project)
+    norm = normalize(project)
     n = app.db.set_yanked(repo, norm, version, filename, not undo, reason)
     if n == 0:
         what = filename or (f"{project} {version}" if version else project)
@@ -388,5 +385,5 @@ def explain_group(app: "App", group: str, project: str) -> dict[str, Any]:
     if cfg.type != "group":
         raise BadRequest(f"repository {group!r} is a {cfg.type} repository, not a group")
     repo = app.repository(group)
-    result: dict[str, Any] = repo.explain(canonicalize_name(project))  # type: ignore[attr-defined]
+    result: dict[str, Any] = repo.explain(normalize(project))  # type: ignore[attr-defined]
     return result

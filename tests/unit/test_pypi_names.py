@@ -7,11 +7,13 @@ from packaging.version import Version
 from artifactd.errors import BadRequest
 from artifactd.formats.pypi.names import (
     DistFilename,
+    canonical_version,
     filename_bytes_ok,
     normalize,
     parse_filename,
     safe_repr,
     validate_project_name,
+    wheel_build_and_tags,
 )
 
 
@@ -160,6 +162,59 @@ def test_message_escapes_control_characters() -> None:
 )
 def test_malformed_distribution_filenames_are_rejected(filename: str, match: str) -> None:
     reject_filename(filename, match)
+
+
+# artifactd checks packaging's filename rules itself (packaging.utils imports packaging.tags,
+# sysconfig and the manylinux probes); these hold the two side by side.
+_FILENAMES = [
+    "foo-1.0-py3-none-any.whl", "Foo_Bar-2.0.0-py2.py3-none-any.whl", "foo-1.0-1-py3-none-any.whl",
+    "foo-1.0-12abc-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    "foo-1!2.0.0.post1.dev3+local.7-CP311-ABI3-Win_AMD64.whl", "foo-1.0.0rc1-py3-none-any.whl",
+    "foo-1.0-py3.-none-any.whl", "foo-1.0-.py3-none-any.whl", "foo-1.0-py3-none.-any.whl",
+    "foo-1.0-3py-none-any.whl", "foo-1.0-py3.4py-none-any.whl", "foo__bar-1.0-py3-none-any.whl",
+    "foo-1.0-x1-py3-none-any.whl", "foo-1.0-1_2-py3-none-any.whl", "foo-1.0.0.tar.gz", "foo-1.0.zip",
+    "foo_bar-0.0.0.tar.gz", "foo.bar-2.0a1.tar.gz", "foo-latest.tar.gz", "foo-1.0-py3-none-any-x.whl",
+]
+
+
+@pytest.mark.parametrize("filename", _FILENAMES)
+def test_filenames_follow_packagings_rules(filename: str) -> None:
+    """Whatever packaging's parsers refuse, artifactd refuses; for what both accept, the version
+    and the dist key parts (PEP 625 version, build tag, expanded tags) are packaging's."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        canonicalize_version,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
+    try:
+        if filename.endswith(".whl"):
+            _, version, build, tags = parse_wheel_filename(filename)
+        else:
+            _, version = parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        with pytest.raises(BadRequest):
+            parse_filename(filename)
+        return
+    try:
+        dist = parse_filename(filename)
+    except BadRequest:
+        return  # stricter than packaging (PEP 508 names, build tags of [A-Za-z0-9_]): allowed
+    assert dist.version == version
+    assert canonical_version(dist.version) == canonicalize_version(version, strip_trailing_zero=True)
+    if dist.kind == "wheel":
+        assert wheel_build_and_tags(dist) == (f"{build}", sorted(str(t) for t in tags))
+
+
+@pytest.mark.parametrize("text", ["1", "1.0", "1.0.0", "0.0", "0", "1.0.0.0.1.0", "2!1.0.0", "1.0.0rc1",
+                                  "1.0.0.post2", "1.0.0.dev1", "1.0.0+local.0", "1.10.0", "10.0.0a0",
+                                  "1!0.0.0.post0.dev0+0"])
+def test_canonical_version_is_packagings(text: str) -> None:
+    from packaging.utils import canonicalize_version
+
+    assert canonical_version(Version(text)) == canonicalize_version(text, strip_trailing_zero=True)
 
 
 @pytest.mark.parametrize(

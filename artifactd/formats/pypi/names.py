@@ -1,8 +1,12 @@
 """Project names and distribution filenames (PEP 503, PEP 508, STANDARDS R37).
 
 Everything here is pure and cheap: no I/O. A filename is validated character by
-character *before* packaging sees it, because packaging's parsers accept names
-such as ``ev/il`` and ``C:\\evil`` (RELIABILITY §2). A filename that passes
+character first (packaging's own parsers accept names such as ``ev/il`` and
+``C:\\evil``, RELIABILITY §2), then by the rules of packaging's wheel and sdist
+filename parsers (as of packaging 26.3), checked here rather than called: they live
+in ``packaging.utils``, which imports ``packaging.tags`` and with it ``sysconfig``
+and the manylinux/musllinux probes, modules a server would keep for good after
+its first upload. A filename that passes
 :func:`parse_filename` contains only ``[A-Za-z0-9._+!-]``, so it can never name a
 path, carry CR/LF into a header or markup into a page; files are stored by hash
 anyway. Every rejection is a :class:`~artifactd.errors.BadRequest` (HTTP 400)
@@ -22,11 +26,13 @@ __all__ = [
     "MAX_FILENAME_LENGTH",
     "MAX_NAME_LENGTH",
     "DistFilename",
+    "canonical_version",
     "filename_bytes_ok",
     "normalize",
     "parse_filename",
     "safe_repr",
     "validate_project_name",
+    "wheel_build_and_tags",
 ]
 
 MAX_NAME_LENGTH = 200
@@ -42,6 +48,7 @@ _FILENAME_CHARS_RE = re.compile(r"[A-Za-z0-9._+!-]+", re.ASCII)
 _DRIVE_RE = re.compile(r"[A-Za-z]:")
 _WHEEL_TAG_RE = re.compile(r"[A-Za-z0-9_.]+", re.ASCII)  # PEP 425 tag sets (compressed with ".")
 _WHEEL_BUILD_RE = re.compile(r"[0-9][A-Za-z0-9_]*", re.ASCII)  # PEP 427: starts with a digit
+_WHEEL_BUILD_SPLIT_RE = re.compile(r"(\d+)(.*)", re.ASCII)  # the build number, then the rest
 
 WHEEL_SUFFIX = ".whl"
 SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -63,6 +70,34 @@ class DistFilename:
     kind: Literal["wheel", "sdist"]
     python_tag: str
     packagetype: Literal["bdist_wheel", "sdist"]
+
+
+def canonical_version(version: Version) -> str:
+    """The version with trailing zeros of its release dropped (``1.0.0`` → ``1``, ``2.0rc1`` →
+    ``2rc1``): ``packaging.utils.canonicalize_version``, PEP 625's form."""
+    text = str(version)
+    prefix = f"{version.epoch}!" if version.epoch else ""
+    release = ".".join(map(str, version.release))
+    assert text.startswith(prefix + release)
+    kept = list(version.release)
+    while len(kept) > 1 and kept[-1] == 0:
+        kept.pop()
+    return prefix + ".".join(map(str, kept)) + text[len(prefix) + len(release):]
+
+
+def wheel_build_and_tags(dist: DistFilename) -> tuple[str, list[str]]:
+    """A wheel's build tag and its expanded, lower-cased, sorted compatibility tags, spelled as
+    ``packaging.utils.parse_wheel_filename`` gives them: ``("()", ["py2-none-any", "py3-none-any"])``
+    for ``x-1.0-py2.py3-none-any.whl``, ``"(1, 'a')"`` for a build tag ``1a``."""
+    parts = dist.filename[: -len(WHEEL_SUFFIX)].split("-")
+    build = "()"
+    if len(parts) == 6:
+        m = _WHEEL_BUILD_SPLIT_RE.fullmatch(parts[2])
+        assert m is not None  # parse_filename checked it
+        build = f"({int(m[1])}, {m[2]!r})"
+    interpreters, abis, platforms = (p.lower().split(".") for p in parts[-3:])
+    tags = sorted({f"{i}-{a}-{p}" for i in interpreters for a in abis for p in platforms})
+    return build, tags
 
 
 def safe_repr(value: str, limit: int = 80) -> str:
@@ -173,18 +208,16 @@ def _parse_wheel(filename: str) -> DistFilename:
             "expected name-version[-build]-python-abi-platform.whl"
         )
     name = validate_project_name(parts[0])
-    _parse_version(parts[1])
+    version = _parse_version(parts[1])
     build, tags = parts[2:-3], parts[-3:]
     if any(_WHEEL_BUILD_RE.fullmatch(b) is None for b in build) or any(
-        _WHEEL_TAG_RE.fullmatch(t) is None for t in tags
+        _WHEEL_TAG_RE.fullmatch(t) is None or "" in t.split(".") for t in tags
     ):
         raise BadRequest(f"invalid wheel filename {safe_repr(filename)}: malformed build or compatibility tag")
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # with packaging.tags: not at start-up
-
-    try:
-        _, version, _, _ = parse_wheel_filename(filename)
-    except (InvalidWheelFilename, InvalidVersion) as exc:
-        raise BadRequest(f"invalid wheel filename: {exc}") from exc
+    if "__" in parts[0]:  # PEP 427 escapes each run of -_. as a single _
+        raise BadRequest(f"invalid wheel filename {safe_repr(filename)}: '__' in the project name")
+    if not all(interpreter.isidentifier() for interpreter in tags[0].split(".")):
+        raise BadRequest(f"invalid wheel filename {safe_repr(filename)}: invalid python tag {safe_repr(tags[0])}")
     return DistFilename(
         filename=filename,
         name=name,
@@ -202,13 +235,7 @@ def _parse_sdist(filename: str) -> DistFilename:
     if not sep or not name:
         raise BadRequest(f"invalid sdist filename {safe_repr(filename)}: expected name-version{suffix}")
     validate_project_name(name)
-    _parse_version(version_text)
-    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
-
-    try:
-        _, version = parse_sdist_filename(filename)
-    except (InvalidSdistFilename, InvalidVersion) as exc:
-        raise BadRequest(f"invalid sdist filename: {exc}") from exc
+    version = _parse_version(version_text)
     return DistFilename(
         filename=filename,
         name=name,
