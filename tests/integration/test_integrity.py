@@ -59,6 +59,24 @@ def test_corrupt_blob_is_never_served_even_after_a_good_serve(server: Server, tm
     assert [c["sha256"] for c in fsck(server.app).corrupt] == [art.sha256]
 
 
+def test_a_blob_just_written_is_served_without_a_rehash_and_still_checked(server: Server, tmp_path: Path) -> None:
+    """The server hashed an upload's bytes as it wrote them: the first download need not read them
+    all again to hash them. A later change to the file still changes its ctime, and is caught."""
+    from artifactd.store.verify import verifier
+
+    w = make_wheel(tmp_path, "freshpkg", "1.0")
+    art = upload_file(server.app, "pypi-local", w).artifact
+    v = verifier(server.app.blobs)
+    hashed = v.hashed
+    assert fetch(_file_url(server, w)) == (200, w.read_bytes())
+    assert v.hashed == hashed  # remembered when it was linked into place
+    time.sleep(0.05)  # past the file system clock's granularity
+    _corrupt(server.app, art.sha256, bytes(b ^ 0xFF for b in w.read_bytes()))
+    status, body = fetch(_file_url(server, w))
+    assert status == 500 and b"fsck" in body
+    assert v.hashed == hashed + 1
+
+
 def test_truncated_or_missing_blob_is_500_not_404(server: Server, tmp_path: Path) -> None:
     """A missing blob is damage, not absence: a group must not fall through to another member."""
     w1, w2 = make_wheel(tmp_path, "gonepkg", "1.0"), make_wheel(tmp_path, "gonepkg", "2.0")
