@@ -169,9 +169,9 @@ def _announce(app: App) -> None:
 def serve(c: Ctx, host: str | None, port: int | None) -> None:
     """Run the HTTP server (creates a fresh data directory on first start)."""
     with paused_gc():
-        from artifactd.http.server import limit_malloc_arenas, make_server
+        from artifactd.http.server import make_server, tune_malloc
 
-        limit_malloc_arenas()
+        tune_malloc()
         logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
         app = c.app(create=True)
         if app.created:

@@ -420,24 +420,40 @@ def _local_only(cfg: Any, name: str, trail: tuple[str, ...]) -> bool:
     return False
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas (M_ARENA_MAX), as MALLOC_ARENA_MAX would.
+def tune_malloc(arenas: int = 2, mmap_threshold: int = 128 * 1024) -> dict[str, bool]:
+    """Two glibc malloc settings for a long-running threaded server, as their environment
+    variables would set them (a variable that is set wins; a no-op where glibc is not the C library).
 
-    glibc gives threads their own arenas, up to eight per core; every handler thread that
-    allocates a response body or a read buffer can then keep its own partly used heap, which shows
-    up as resident memory long after the request (a few MB at 16 connections). Two arenas keep
-    allocation contention low for a server whose Python code runs one thread at a time anyway.
-    Called once before the server starts threads; a no-op where glibc is not the C library.
+    * ``M_ARENA_MAX`` (``MALLOC_ARENA_MAX``) = 2. glibc gives threads their own arenas, up to eight
+      per core; every handler thread that allocates a response body or a read buffer can then keep
+      its own partly used heap, resident long after the request (a few MB at 16 connections). Two
+      keep allocation contention low for a server whose Python code runs one thread at a time.
+    * ``M_MMAP_THRESHOLD`` (``MALLOC_MMAP_THRESHOLD_``) fixed at glibc's default, 128 KiB. Left
+      alone, glibc raises it each time a block it had mmapped is freed (up to 32 MiB); blocks of
+      that size then come from the heap, and what they leave there when freed stays resident. One
+      256 KiB buffer from a library was enough: ~1-2 MB more after every burst of uploads or
+      downloads. Set, the threshold stays put: large blocks are mapped, and unmapped on free.
+      ``M_TRIM_THRESHOLD`` goes back to its default with it (glibc had raised it with the other,
+      to twice the largest block freed), so free memory at the top of the heap is given back too.
+
+    Called once before the server starts threads. Returns which were set.
     """
+    done = {"arenas": False, "mmap_threshold": False}
+    if not sys.platform.startswith("linux"):
+        return done
     import ctypes
 
-    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_ARENA_MAX"):
-        return False
     try:
-        libc = ctypes.CDLL(None)
-        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return False
+        return done
+    if not os.environ.get("MALLOC_ARENA_MAX"):
+        done["arenas"] = bool(mallopt(-8, arenas))  # M_ARENA_MAX
+    if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        done["mmap_threshold"] = bool(mallopt(-3, mmap_threshold))  # M_MMAP_THRESHOLD
+        if not os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+            mallopt(-1, mmap_threshold)  # M_TRIM_THRESHOLD (glibc's default is the same 128 KiB)
+    return done
 
 
 def make_server(app: App, host: str | None = None, port: int | None = None, **kwargs: Any) -> ArtifactServer:

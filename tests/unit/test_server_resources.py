@@ -436,3 +436,50 @@ def test_connection_handed_over_as_the_idle_thread_times_out_is_served() -> None
 
     assert workers._next(Inbox()) == ("late", ("127.0.0.1", 1))  # type: ignore[arg-type]
     assert workers.live() == 0 and workers.idle() == 0  # served by this thread; none started
+
+
+_MALLINFO = '''
+import ctypes, json, sys
+from artifactd.http.server import tune_malloc
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+done = tune_malloc() if sys.argv[1] == "tune" else {}
+del bytearray(1 << 20)[:]  # a 1 MiB block freed: glibc (left alone) raises its threshold to 1 MiB
+before = libc.mallinfo2().fordblks
+pins = []
+for i in range(24):  # a buffer of 256 KiB or more, then something that stays, then the buffer goes
+    buf = bytearray((256 + 16 * i) * 1024)
+    pins.append(bytearray(700 * 1024))
+    del buf
+held = libc.mallinfo2().fordblks - before  # freed, but kept by malloc (and resident)
+print(json.dumps({**done, "held_kib": held // 1024}))
+'''
+
+
+@pytest.mark.parametrize("env", [{}, {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "4"}])
+def test_tune_malloc_gives_large_blocks_back(env: dict[str, str]) -> None:
+    """Buffers of 256 KiB and more freed between longer-lived objects: left alone, glibc carves them
+    from the heap once it has raised its threshold, and keeps them there after they are freed;
+    tuned, they are mapped and unmapped. The variables win when set."""
+    import ctypes
+    import json
+    import os
+
+    try:
+        ctypes.CDLL(None).mallinfo2
+    except AttributeError:
+        pytest.skip("not glibc 2.33 or later (no mallinfo2)")
+
+    def run(mode: str) -> dict[str, int]:
+        out = subprocess.run([sys.executable, "-c", _MALLINFO, mode], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env}).stdout
+        return json.loads(out)
+
+    tuned = run("tune")
+    assert (tuned["arenas"], tuned["mmap_threshold"]) == (not env, not env)
+    assert tuned["held_kib"] < 1024
+    if not env:
+        assert run("leave")["held_kib"] >= 4096  # what the setting is for

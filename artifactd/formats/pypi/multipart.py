@@ -27,7 +27,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from artifactd.errors import BadRequest, LengthRequired, PayloadTooLarge
-from artifactd.store.blobs import BlobWriter
+from artifactd.store.blobs import CHUNK, BlobWriter
 
 __all__ = [
     "MAX_PARTS",
@@ -93,7 +93,7 @@ def read_upload_form(
     *,
     max_body: int,
     max_fields_bytes: int = 16 * 2**20,
-    chunk: int = 256 * 1024,
+    chunk: int = CHUNK,
 ) -> UploadForm:
     """Read one ``multipart/form-data`` upload body from ``rfile``.
 
