@@ -169,6 +169,9 @@ def _announce(app: App) -> None:
 def serve(c: Ctx, host: str | None, port: int | None) -> None:
     """Run the HTTP server (creates a fresh data directory on first start)."""
     with paused_gc():
+        from artifactd.deferred import defer
+
+        defer("ssl")  # imported when first used (an https upstream), not by http.server's import
         from artifactd.http.server import make_server, tune_malloc
 
         tune_malloc()
