@@ -103,6 +103,42 @@ def test_pages_on_one_connection_stay_on_the_loop(loaded: Server) -> None:
     c.close()
 
 
+def test_the_loop_reads_requests_without_a_block_per_read(loaded: Server) -> None:
+    """The loop reads into one buffer of its own and copies out what came. recv(65536) made a
+    64 KiB block per read, shrunk to the request's size: glibc split it, and the rest, between
+    blocks that stayed, grew the loop thread's heap by ~1 MB over a uv install."""
+    import tracemalloc
+
+    warm(loaded)
+    loop = loaded.httpd.loop
+    s = socket.create_connection(("127.0.0.1", loaded.httpd.server_address[1]), timeout=10)
+    buf = memoryview(bytearray(1 << 20))  # the client reads into its own buffer too
+    request = b"GET /repository/pypi/simple/demo/ HTTP/1.1\r\nHost: x\r\nAccept: " + JSON.encode() + b"\r\n\r\n"
+
+    def one() -> None:  # one request, and its whole response read
+        s.sendall(request)
+        got = end = 0
+        while end == 0 or got < end:
+            got += s.recv_into(buf[got:])
+            head = bytes(buf[:min(got, 1024)])
+            if end == 0 and b"\r\n\r\n" in head:
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                end = head.index(b"\r\n\r\n") + 4 + length
+
+    one()
+    served = loop.inline_served
+    tracemalloc.start()
+    try:
+        for _ in range(20):
+            one()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        s.close()
+    assert loop.inline_served - served == 20
+    assert peak < 48 * 1024, f"20 cached pages on the loop allocated {peak} bytes at once"
+
+
 def test_other_requests_go_to_a_worker_and_the_connection_comes_back(loaded: Server) -> None:
     warm(loaded)
     loop = loaded.httpd.loop
