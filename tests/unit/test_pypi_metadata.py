@@ -409,6 +409,80 @@ def _bomb(tmp_path: Path, mib: int) -> tuple[Path, DistFilename]:
     return path, parse_filename(WHEEL)
 
 
+def _rewrite_central_entry(path: Path, member: str, zip64: bool = True) -> None:
+    """Record ``member``'s sizes and offset in the central directory as 0xFFFFFFFF, with the real
+    values in a zip64 extra field (as writers do past 4 GiB); ``zip64=False``: without the field."""
+    data = path.read_bytes()
+    eocd = len(data) - 22
+    _, _, _, _, count, size, start, comment = struct.unpack_from("<4s4H2LH", data, eocd)
+    out, pos = bytearray(), start
+    for _ in range(count):
+        fixed = bytearray(data[pos : pos + 46])
+        n, m, k = struct.unpack_from("<3H", fixed, 28)
+        name, extra, rest = data[pos + 46 : pos + 46 + n], data[pos + 46 + n : pos + 46 + n + m], data[pos + 46 + n + m : pos + 46 + n + m + k]
+        if name == member.encode():
+            csize, usize = struct.unpack_from("<2L", fixed, 20)
+            (offset,) = struct.unpack_from("<L", fixed, 42)
+            struct.pack_into("<2L", fixed, 20, 0xFFFFFFFF, 0xFFFFFFFF)
+            struct.pack_into("<L", fixed, 42, 0xFFFFFFFF)
+            if zip64:
+                extra = struct.pack("<2H3Q", 1, 24, usize, csize, offset) + extra
+            struct.pack_into("<H", fixed, 30, len(extra))
+        out += fixed + name + extra + rest
+        pos += 46 + n + m + k
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(out), start, comment)
+    path.write_bytes(data[:start] + bytes(out) + end)
+
+
+def test_wheel_with_zip64_sizes_in_the_central_directory(tmp_path: Path) -> None:
+    path, dist = wheel(tmp_path)
+    _rewrite_central_entry(path, f"{DIST_INFO}/METADATA")
+    assert zipfile.ZipFile(path).read(f"{DIST_INFO}/METADATA") == meta()  # zipfile reads it so too
+    assert extract_metadata(path, dist).raw == meta()
+    path, dist = wheel(tmp_path)
+    _rewrite_central_entry(path, f"{DIST_INFO}/METADATA", zip64=False)
+    rejects(lambda: extract_metadata(path, dist), r"not a valid wheel \(zip\) file: zip64 sizes without")
+
+
+def test_wheel_with_bytes_before_the_archive(tmp_path: Path) -> None:
+    """A stub prepended to the zip (a self-extracting archive): offsets are found as zipfile finds them."""
+    path, dist = wheel(tmp_path)
+    path.write_bytes(b"#!/bin/sh\nexit 0\n" * 100 + path.read_bytes())
+    assert extract_metadata(path, dist).raw == meta()
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_wheel_metadata_compressed_otherwise(tmp_path: Path, compression: int) -> None:
+    path = write_zip(tmp_path / WHEEL, wheel_entries(), compression)
+    assert extract_metadata(path, parse_filename(WHEEL)).raw == meta()
+
+
+def test_wheel_whose_local_header_names_another_file(tmp_path: Path) -> None:
+    path, dist = wheel(tmp_path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        offset = zf.getinfo(f"{DIST_INFO}/METADATA").header_offset
+    data[offset + 30 : offset + 31] = b"X"  # the local header's copy of the name only
+    path.write_bytes(data)
+    rejects(lambda: extract_metadata(path, dist), r"file name in directory and header differ")
+
+
+def test_zip_names_not_flagged_utf8_are_cp437(tmp_path: Path) -> None:
+    """As zipfile reads them: a name without the UTF-8 flag is cp437, and still checked."""
+    entries = wheel_entries()
+    info = zipfile.ZipInfo("acme_widgets/caf\u00e9.py")
+    path, dist = wheel(tmp_path, [*entries, (info, b"")])
+    data = bytearray(path.read_bytes())
+    pos = data.rfind(b"PK\x01\x02")  # the last central entry: that file's
+    (flags,) = struct.unpack_from("<H", data, pos + 8)
+    struct.pack_into("<H", data, pos + 8, flags & ~0x800)
+    path.write_bytes(data)
+    assert extract_metadata(path, dist).raw == meta()
+    traversal = ("..\u00e9/../evil.py".encode("cp437")).decode("cp437")
+    path, dist = wheel(tmp_path, [*entries, (zipfile.ZipInfo(traversal), b"")])
+    rejects(lambda: extract_metadata(path, dist), r"member path containing '\.\.'")
+
+
 def test_zip_bomb_is_rejected_with_flat_memory(tmp_path: Path) -> None:  # #23
     path, dist = _bomb(tmp_path, 200)
     assert path.stat().st_size < 2 * MiB
