@@ -457,6 +457,24 @@ def test_wheel_metadata_compressed_otherwise(tmp_path: Path, compression: int) -
     assert extract_metadata(path, parse_filename(WHEEL)).raw == meta()
 
 
+def test_zip_entries_are_zipfiles_on_real_wheels(tmp_path: Path) -> None:
+    """Names, sizes, CRCs and offsets as zipfile reads them: for the wheels bundled with ensurepip,
+    the benchmark's real set when it is downloaded, and a wheel built here."""
+    import ensurepip
+
+    from tests.dists import make_wheel
+
+    wheels = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("*.whl"))
+    wheels += sorted((Path.home() / ".cache" / "artifactd-bench" / "compare" / "wheels").glob("*.whl"))
+    wheels.append(make_wheel(tmp_path, "built", "1.0"))
+    for whl in wheels:
+        with open(whl, "rb") as fh, zipfile.ZipFile(whl) as zf:
+            ours = [(e.name, e.usize, e.csize, e.crc, e.offset, e.method) for e in md._zip_entries(fh, "wheel")]
+            theirs = [(i.filename, i.file_size, i.compress_size, i.CRC, i.header_offset, i.compress_type)
+                      for i in zf.infolist()]
+        assert ours == theirs, whl
+
+
 def test_wheel_whose_local_header_names_another_file(tmp_path: Path) -> None:
     path, dist = wheel(tmp_path)
     data = bytearray(path.read_bytes())
@@ -478,6 +496,9 @@ def test_zip_names_not_flagged_utf8_are_cp437(tmp_path: Path) -> None:
     struct.pack_into("<H", data, pos + 8, flags & ~0x800)
     path.write_bytes(data)
     assert extract_metadata(path, dist).raw == meta()
+    with open(path, "rb") as fh:
+        names = [entry.name for entry in md._zip_entries(fh, "wheel")]
+    assert names == zipfile.ZipFile(path).namelist() and names[-1] == "acme_widgets/caf\u00e9.py".encode().decode("cp437")
     traversal = ("..\u00e9/../evil.py".encode("cp437")).decode("cp437")
     path, dist = wheel(tmp_path, [*entries, (zipfile.ZipInfo(traversal), b"")])
     rejects(lambda: extract_metadata(path, dist), r"member path containing '\.\.'")
