@@ -812,7 +812,7 @@ children.
 
 ## Reading the rows where artifactd does not lead, or did not in earlier runs
 
-- **pip install** (0.99–1.03× over the last five runs, 1.01–1.03× in the seventeenth: a tie): pip
+- **pip install** (0.99–1.03× over the last six runs, 1.00–1.03× in the seventeenth and eighteenth: a tie): pip
   spends 9–17 s of its own CPU (byte-compiling ~4,000 files, unpacking; by machine) whatever
   the server, and every server lands within noise of the client alone. artifactd serves PEP 658
   metadata, which pip then parses twice per wheel (the sidecar, and again to check it against the
@@ -820,8 +820,8 @@ children.
   of extra pip CPU against a server without metadata files, whose wheels it downloads instead —
   a trade that pays off over a real network and loses on loopback. uv, which uses the same
   metadata without the double parse, is faster from artifactd than from local files.
-- **uv against pypiserver on waitress** (when under 2×; 1.45–2.85× over seventeen runs, 2× or
-  more in seven, 2.22×, 2.81× and 2.85× in the fifteenth to seventeenth): uv from artifactd is faster than
+- **uv against pypiserver on waitress** (when under 2×; 1.45–3.56× over eighteen runs, 2× or
+  more in eight, 2.22–3.56× in the fifteenth to eighteenth): uv from artifactd is faster than
   uv from local files (the floor column), so no
   server can beat pypiserver there by much more than this ratio, and the ratio follows
   pypiserver's own spread (0.96–1.39 s for one install in the thirteenth run, 0.99–1.95 s in the
@@ -831,7 +831,7 @@ children.
   one connection at a time, so a few connections get fast answers while the others wait — its p99
   at 16 connections is 1–2.5 s. artifactd answers in arrival order, so its p50 is the queue in
   front of every request (16 / requests per second): 0.81× in the eleventh and twelfth runs,
-  1.19–1.29× in the thirteenth to seventeenth, with the connection loop (~6,000 →
+  1.19–1.29× in the thirteenth to eighteenth, with the connection loop (~6,000 →
   ~10,000 requests/s).
 - **start against pypiserver**: both load the same standard-library HTTP stack (`http.server`
   with `email`, `http.client`, `ssl`: ~30 ms of the 0.1–0.16 s), and nearly all of the rest is
@@ -840,24 +840,26 @@ children.
   fifteenth). In the seventh session plugin discovery stopped importing `importlib.metadata` and
   reading every installed distribution (~20 ms), and start-up runs with the garbage collector
   paused (~6%): side by side, nine starts each, 162–167 ms → 130–132 ms against pypiserver's
-  wsgiref build's 133–136 ms; 1.07–1.08× and 1.01–1.02× in the fifteenth to seventeenth runs
+  wsgiref build's 133–136 ms; 1.07–1.08× and 1.01–1.04× in the fifteenth to eighteenth runs
   (in the eighth session `ssl`, which `http.client` imports, became an import on first use: ~3 ms).
   What is left is close to pypiserver's own: the interpreter, the HTTP stack, click, pluggy with
   `typing` and `inspect`, and ~20 ms of dataclass creation (docs/performance.md, "Start-up").
 - **peak RSS against pypiserver on wsgiref** (0.83× in the eleventh to fourteenth runs, 0.90× and
-  0.88× in the fifteenth and sixteenth, 1.04× in the seventeenth: 30.5 against 31.6 MB). Idle,
+  0.88× in the fifteenth and sixteenth, 1.04× in the seventeenth and eighteenth: 30.5 and 30.3
+  against 31.6 MB). Idle,
   artifactd is ~2.6 MB smaller (26.5 against 29.1 MB before its configuration watcher starts, half
   a second in; ~28.6 with it). In the eighth session the growth under the harness went from ~8 MB to
   ~2.5–4.5 MB: the modules the first upload loaded (`packaging.metadata` and what it imports,
   `packaging.utils`/`tags`, `tarfile`) are no longer needed; upload bodies and store copies move in
   chunks under glibc's mmap threshold, which `serve` holds at 128 KiB; the connection loop reads
   into a buffer of its own; a zip's members are decoded one at a time instead of as a table of
-  ZipInfo objects; `ssl` loads on first use (docs/performance.md, "The eighth session"). The lead
+  ZipInfo objects; `ssl` loads on first use; at most 4 SQLite connections are open at once
+  (docs/performance.md, "The eighth session"). The lead
   is small: over a uv install the peak moves by up to ~2 MB with the number of worker threads the
   install ends up using. pypiserver on wsgiref parses nothing it stores, keeps no metadata, and
   serves one connection at a time.
-- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.43× over seventeen runs,
-  1.26–1.43× in the last nine, those with the digests twine announces hashed while the file streams in and
+- **twine upload** (when near 1×; against pypiserver on waitress 1.00–1.43× over eighteen runs,
+  1.26–1.43× in the last ten, those with the digests twine announces hashed while the file streams in and
   md5/blake2 on a second core): twine's own start-up and hashing dominate the 1–2 s for every
   server, and twine sends one file at a time; artifactd's server-side time includes ~65 ms of
   fsync that RELIABILITY requires (8 per file) and pypiserver does not do.
