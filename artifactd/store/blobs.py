@@ -295,6 +295,7 @@ class BlobStore:
         dest = self.layout.blob(sha256)
         new_dirs = not dest.parent.is_dir()
         dest.parent.mkdir(parents=True, exist_ok=True)
+        ours = False  # dest is the file this writer hashed as it wrote it
         try:
             os.link(tmp, dest)
         except FileExistsError:
@@ -315,12 +316,12 @@ class BlobStore:
             if new_dirs:
                 _fsync_dir(dest.parent.parent)
                 _fsync_dir(dest.parent.parent.parent)
-            tmp.unlink()  # (before remember(): dropping a link changes the file's ctime)
+            ours = True
+        tmp.unlink()  # (before remember(): dropping a link changes the file's ctime)
+        if ours:
             from artifactd.store.verify import verifier
 
-            verifier(self).remember(sha256, dest)  # our bytes, hashed as written
-            return Blob(sha256, size)
-        tmp.unlink()
+            verifier(self).remember(sha256, dest)
         return Blob(sha256, size)
 
     def delete(self, sha256: str) -> int:
