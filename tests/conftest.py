@@ -37,6 +37,19 @@ class Server:
     def simple(self, repo: str) -> str:
         return f"{self.url}/repository/{repo}/simple/"
 
+    def settled(self, handed_off: int = -1, timeout: float = 10.0) -> bool:
+        """Wait until the loop has handed more than ``handed_off`` connections to workers (by
+        default any number), every worker is idle again and the loop holds no connection: whatever
+        a request started (a temporary file, say) is finished with. False if that does not happen
+        within ``timeout``."""
+        workers, loop = self.httpd.workers, self.httpd.loop
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if loop.handed_off > handed_off and workers.idle() == workers.live() and loop.open_connections() == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
     @property
     def basic(self) -> str:
         return "Basic " + base64.b64encode(f"__token__:{self.token}".encode()).decode()

@@ -526,10 +526,11 @@ class ConnectionLoop:
     def _hand_off(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
         self._forget(sel, conn)
         self._carry[conn.sock] = conn.buf
-        self.handed_off += 1
         try:
             self.server.workers.submit(conn.sock, conn.addr)
         except Exception:
             log.exception("could not hand a connection to a worker")
             self._carry.pop(conn.sock, None)
             self._shut(conn.sock)
+            return
+        self.handed_off += 1  # (counted once a worker has it: a test waiting for this sees it busy)

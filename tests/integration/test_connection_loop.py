@@ -68,9 +68,7 @@ def warm(server: Server) -> None:
             c.request("GET", path, headers={"Accept": accept})
             assert c.getresponse().read()
     c.close()
-    workers, loop = server.httpd.workers, server.httpd.loop
-    # Settled: every worker idle again (so done giving connections back) and the loop holding none.
-    assert _eventually(lambda: workers.idle() == workers.live() and loop.open_connections() == 0)
+    assert server.settled()  # every worker idle again (so done giving connections back), the loop holding none
 
 
 @pytest.fixture
