@@ -37,6 +37,11 @@ _MAX_ENTRIES = 100_000
 _READ = 64 * 1024
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What a remembered hash is keyed by: any rewrite of the file changes its ctime."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     buf = bytearray(_READ)
@@ -66,7 +71,7 @@ class ReadVerifier:
             raise StoreDamaged(f"blob {sha256[:16]}… is damaged (wrong size); run 'artifactd fsck'")
         if st.st_size > self.limit:
             return st
-        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = _identity(st)
         with self._lock:
             if self._ok.get(sha256) == key:
                 self._ok.move_to_end(sha256)
@@ -96,7 +101,7 @@ class ReadVerifier:
         except OSError:
             return
         if st.st_size <= self.limit:
-            self._keep(sha256, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            self._keep(sha256, _identity(st))
 
     def _keep(self, sha256: str, key: tuple[int, int, int, int]) -> None:
         with self._lock:
